@@ -1,0 +1,196 @@
+"""The `dynlab` command line. Heavy imports (torch, lightning, pandas) happen inside commands."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Reproduce training-dynamics phenomena: run, measure, judge, report.")
+
+
+class Launcher(str, Enum):
+    local = "local"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def echo(message: str) -> None:
+    typer.echo(message)
+
+
+@app.command("list")
+def list_() -> None:
+    """Experiments, tasks, models, measurements and phenomena this install knows."""
+    from dynamics_lab.config import list_experiments
+    from dynamics_lab.registry import MEASUREMENTS, MODELS, PHENOMENA, TASKS
+
+    echo("experiments:  " + ", ".join(list_experiments()))
+    for registry in (TASKS, MODELS, MEASUREMENTS, PHENOMENA):
+        echo(f"{registry.plural + ':':13} " + (", ".join(registry.names()) or "-"))
+
+
+@app.command()
+def run(
+    experiment: str = typer.Argument(..., help="name in experiments/ or a path to a YAML file"),
+    sweep: bool = typer.Option(False, "--sweep", help="expand the experiment's sweep grid x seeds"),
+    profile: str = typer.Option("quick", help="quick (CPU, minutes) or full (paper scale)"),
+    overrides: List[str] = typer.Option([], "--set", help="KEY=VALUE, e.g. optim.lr=0.01"),
+    seed: Optional[int] = typer.Option(None, help="model-init seed (with --sweep: the only seed)"),
+    out: Optional[Path] = typer.Option(None, help="runs root (default: $DYNLAB_RUNS or runs/)"),
+    workers: int = typer.Option(1, min=1, help="runs at once (each with one torch thread)"),
+    launcher: Launcher = typer.Option(Launcher.local),
+    wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb",
+                                         help="default: on when a W&B login is present"),
+    device: Device = typer.Option(Device.auto),
+) -> None:
+    """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
+    from dynamics_lab.config import ConfigError, load_experiment
+    from dynamics_lab.sweep import expand, prepare_sweep, single
+    from dynamics_lab.tracking.rundir import RunDirError, default_runs_root, new_sweep_id
+
+    extra = [f"trainer.device={device.value}"]
+    if wandb is not None:
+        extra.append(f"logging.wandb={str(wandb).lower()}")
+    if seed is not None:
+        extra.append(f"sweep.seeds=[{seed}]" if sweep else f"seed={seed}")
+    try:
+        config = load_experiment(experiment, profile, [*overrides, *extra])
+        specs = expand(config) if sweep else [single(config)]
+        sweep_dir = (out or default_runs_root()) / config.name / new_sweep_id()
+        run_dirs = prepare_sweep(config, specs, sweep_dir)
+    except (ConfigError, RunDirError) as exc:
+        fail(str(exc))
+    echo(f"{config.name} [{config.profile}]: {len(run_dirs)} run(s) -> {sweep_dir}")
+    if not sweep:
+        from dynamics_lab.runner import execute
+        from dynamics_lab.tracking.rundir import RunDir
+
+        result = execute(RunDir(run_dirs[0]), echo=echo)
+        print_result(result.status, result.verdict, result.error, result.wall_time_s)
+        raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
+    statuses = run_sweep(run_dirs, workers)
+    print_summary(sweep_dir)
+    bad = sum(s not in ("completed", "diverged") for s in statuses.values())
+    raise typer.Exit(1 if bad == len(statuses) else 0)
+
+
+def print_result(status: str, verdict: Optional[dict], error: Optional[str], wall: float) -> None:
+    line = (verdict or {}).get("summary") or error or "no verdict (no phenomenon configured)"
+    echo(f"[{status}, {wall:.1f}s] {line}")
+
+
+def run_sweep(run_dirs: list[Path], workers: int) -> dict:
+    """Local launcher with a progress bar; one line per finished run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from dynamics_lab.sweep.local import launch_local
+    from dynamics_lab.tracking.rundir import RunDir
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as progress:
+        bar = progress.add_task(f"sweep ({workers} worker(s))", total=len(run_dirs))
+
+        def on_done(run_dir: Path, status: str) -> None:
+            verdict = RunDir(run_dir).verdict() or {}
+            progress.console.print(f"  {run_dir.name}: {status}  {verdict.get('summary', '')}")
+            progress.advance(bar)
+
+        return launch_local(run_dirs, workers, on_done)
+
+
+def print_summary(sweep_dir: Path) -> None:
+    import pandas as pd
+
+    from dynamics_lab.report.tables import sweep_table
+
+    table = sweep_table(sweep_dir)
+    hidden = ["run_id", "sweep_id", "summary", "error"]
+    shown = table.drop(columns=[c for c in hidden if c in table])
+    shown.columns = [c.rsplit(".", 1)[-1] for c in shown.columns]
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        echo("\n" + shown.to_string(index=False))
+    echo(f"\nsummary of {len(table)} run(s) in {sweep_dir}")
+
+
+@app.command()
+def report(
+    experiment: str = typer.Argument(..., help="experiment name (its runs live in runs/NAME)"),
+    runs: Optional[Path] = typer.Option(None, help="runs dir or sweep dir (default runs/NAME)"),
+    out: Optional[Path] = typer.Option(None, help="output dir (default results/NAME)"),
+) -> None:
+    """Summary table and figures of the newest sweep into results/EXPERIMENT/."""
+    from dynamics_lab.report import ReportError, write_report
+    from dynamics_lab.tracking.rundir import RunDirError, default_runs_root
+
+    name = Path(experiment).stem
+    runs_root = runs or default_runs_root() / name
+    if not runs_root.is_dir():
+        fail(f"no runs at '{runs_root}' (run `dynlab run {name} --sweep` first, or pass --runs)")
+    try:
+        written = write_report(runs_root, out or Path("results") / name)
+    except (ReportError, RunDirError) as exc:
+        fail(str(exc))
+    for path in written:
+        echo(f"wrote {path}")
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
+    """Config, status, verdict and last metrics of one run."""
+    import yaml
+
+    from dynamics_lab.tracking.metrics import read_metrics
+    from dynamics_lab.tracking.rundir import RunDir, RunDirError
+
+    try:
+        run = RunDir.open(run_dir)
+        meta, verdict, config = run.meta, run.verdict(), run.config()
+    except RunDirError as exc:
+        fail(str(exc))
+    echo(yaml.safe_dump(config, sort_keys=False).rstrip())
+    echo(f"\nstatus: {meta.get('status')}  wall: {meta.get('wall_time_s')}s  "
+         f"device: {meta.get('device')}  commit: {(meta.get('git') or {}).get('commit')}")
+    if meta.get("error"):
+        echo(f"error: {meta['error']}")
+    if verdict:
+        echo(f"verdict: {verdict.get('summary')}")
+    if run.metrics_path.exists():
+        metrics = read_metrics(run.metrics_path)
+        if len(metrics):
+            last = metrics.ffill().iloc[-1]
+            echo("last metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
+
+
+@app.command()
+def resume(run_dir: Path = typer.Argument(..., help="a stopped run directory")) -> None:
+    """Continue a stopped run from its last checkpoint, appending to the same metrics."""
+    from dynamics_lab.runner import execute
+    from dynamics_lab.tracking.resume import ResumeError, prepare_resume
+
+    try:
+        run, ckpt = prepare_resume(run_dir)
+    except ResumeError as exc:
+        fail(str(exc))
+    echo(f"resuming {run.path} from {ckpt.name}")
+    result = execute(run, ckpt_path=str(ckpt), echo=echo)
+    print_result(result.status, result.verdict, result.error, result.wall_time_s)
+    raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(sys.argv[1:])

@@ -1,0 +1,204 @@
+"""Hessian-vector products and gradients of a model's mean loss on a fixed batch, over flat params.
+
+The operator sees the trainable parameters (``requires_grad``) as one flat vector in their own
+dtype and device. It evaluates the model through ``torch.func.functional_call`` on detached
+aliases of the parameters and on fresh copies of the buffers, so it never reads or writes
+``.grad``, never switches train/eval mode (the model's current mode is used as is), and leaves
+parameters and buffers bitwise unchanged. The aliases are live: the operator always reflects the
+parameters' current values, with no copy of the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jvp
+from torch.func import grad as func_grad
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+METHODS = ("auto", "func", "double_backward")
+
+logger = logging.getLogger(__name__)
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, Tensor]:
+    """Detached aliases (no copy) of the parameters that require grad, by name."""
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("model has no trainable parameters (none with requires_grad=True)")
+    kinds = {(p.dtype, p.device) for p in params.values()}
+    if len(kinds) > 1:
+        found = sorted(f"{d}@{dev}" for d, dev in kinds)
+        raise ValueError(f"trainable parameters must share one dtype and device, found {found}")
+    return params
+
+
+def flat_params(model: nn.Module) -> tuple[list[str], list[torch.Size], Tensor]:
+    """Names, shapes and a detached flat copy of the trainable parameters (see `unflatten_params`)."""
+    params = trainable_parameters(model)
+    return list(params), [p.shape for p in params.values()], _flatten(params.values())
+
+
+def unflatten_params(
+    flat: Tensor, names: Sequence[str], shapes: Sequence[torch.Size]
+) -> dict[str, Tensor]:
+    """Named views of a flat vector with the given shapes; the inverse of `flat_params`."""
+    sizes = [math.prod(s) for s in shapes]
+    if flat.numel() != sum(sizes):
+        raise ValueError(f"flat vector has {flat.numel()} entries, parameters need {sum(sizes)}")
+    return {n: c.view(s) for n, c, s in zip(names, flat.reshape(-1).split(sizes), shapes)}
+
+
+def _flatten(tensors: Iterable[Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _weighted_chunks(batch, chunk_size: int | None) -> list[tuple[float, Tensor, Tensor]]:
+    """(weight, x, y) chunks whose weighted mean losses add up to the full-batch mean loss."""
+    x, y = batch
+    n = x.shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return [(1.0, x, y)]
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    return [(xc.shape[0] / n, xc, yc) for xc, yc in zip(x.split(chunk_size), y.split(chunk_size))]
+
+
+def _loss_of_params(model: nn.Module, loss_fn: LossFn) -> Callable[[dict, Tensor, Tensor], Tensor]:
+    """Mean loss as a pure function of a name->tensor parameter dict."""
+    buffers = dict(model.named_buffers())
+
+    def loss(params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        # Buffer copies made inside the call absorb in-place updates (BatchNorm running stats in
+        # train mode), which keeps the real buffers untouched and is legal under torch.func.
+        state = {**{n: b.clone() for n, b in buffers.items()}, **params}
+        return loss_fn(functional_call(model, state, (x,)), y)
+
+    return loss
+
+
+def _as_leaves(params: dict[str, Tensor]) -> dict[str, Tensor]:
+    # Fresh leaf aliases: autograd.grad on them never populates any parameter's .grad.
+    return {n: p.detach().requires_grad_(True) for n, p in params.items()}
+
+
+class HessianVectorProduct:
+    """Matvec v -> H v, H the Hessian of the full-batch mean loss w.r.t. the flat trainable params."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        batch: tuple[Tensor, Tensor],
+        *,
+        chunk_size: int | None = None,
+        method: str = "auto",
+    ):
+        if method not in METHODS:
+            raise ValueError(f"unknown HVP method {method!r}; choose one of {list(METHODS)}")
+        self.params = trainable_parameters(model)
+        self.names = list(self.params)
+        self.shapes = [p.shape for p in self.params.values()]
+        first = next(iter(self.params.values()))
+        self.dtype, self.device = first.dtype, first.device
+        self.dim = sum(p.numel() for p in self.params.values())
+        self.method = method
+        self._loss = _loss_of_params(model, loss_fn)
+        self._chunks = _weighted_chunks(batch, chunk_size)
+
+    def __call__(self, v: Tensor) -> Tensor:
+        """H v for a flat vector v (cast to the parameters' dtype and device)."""
+        v = v.to(device=self.device, dtype=self.dtype).reshape(-1)
+        tangent = unflatten_params(v, self.names, self.shapes)
+        if self.method != "auto":
+            return self._combine(self._hvp_fn(self.method), tangent)
+        try:
+            out = self._combine(self._func_hvp, tangent)
+            self.method = "func"
+        except Exception as err:  # noqa: BLE001 - torch.func failures have no common type
+            logger.info("torch.func HVP failed (%s); falling back to double backward", err)
+            out = self._combine(self._double_backward_hvp, tangent)
+            self.method = "double_backward"
+        return out
+
+    def _hvp_fn(self, method: str):
+        return self._func_hvp if method == "func" else self._double_backward_hvp
+
+    def _combine(self, hvp_fn, tangent: dict[str, Tensor]) -> Tensor:
+        total = None
+        for weight, x, y in self._chunks:
+            hv = _flatten(hvp_fn(tangent, x, y))
+            total = hv.mul_(weight) if total is None else total.add_(hv, alpha=weight)
+        return total
+
+    def _func_hvp(self, tangent: dict[str, Tensor], x: Tensor, y: Tensor) -> list[Tensor]:
+        """Forward-over-reverse: jvp of the gradient function, the cheapest exact HVP."""
+        grad_fn = func_grad(self._loss)
+        if y.is_floating_point():
+            # A constant target gets a lazy ZeroTensor tangent that F.mse_loss's forward-AD rule
+            # tries to mutate (pytorch/pytorch#123996); an explicit zero tangent sidesteps it.
+            _, hv = jvp(
+                lambda p, t: grad_fn(p, x, t), (self.params, y), (tangent, torch.zeros_like(y))
+            )
+        else:
+            _, hv = jvp(lambda p: grad_fn(p, x, y), (self.params,), (tangent,))
+        return [hv[n] for n in self.names]
+
+    def _double_backward_hvp(
+        self, tangent: dict[str, Tensor], x: Tensor, y: Tensor
+    ) -> list[Tensor]:
+        """Reverse-over-reverse: grad of <grad L, v>, for models torch.func cannot trace."""
+        with torch.enable_grad():
+            leaves = _as_leaves(self.params)
+            inputs = tuple(leaves.values())
+            grads = torch.autograd.grad(
+                self._loss(leaves, x, y), inputs, create_graph=True, materialize_grads=True
+            )
+            dot = sum((g * tangent[n]).sum() for n, g in zip(self.names, grads))
+            if not dot.requires_grad:  # loss at most linear in the params: H = 0
+                return [torch.zeros_like(p) for p in inputs]
+            return list(torch.autograd.grad(dot, inputs, materialize_grads=True))
+
+
+def hessian_vector_product(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: tuple[Tensor, Tensor],
+    *,
+    chunk_size: int | None = None,
+    method: str = "auto",
+) -> HessianVectorProduct:
+    """Matvec of the Hessian of the mean loss over `batch`; `.dim`, `.dtype`, `.device` describe v.
+
+    `chunk_size` bounds memory: chunk HVPs are combined weighted by chunk size, which is exact
+    because `loss_fn` returns a mean. `method` is "func" (forward-over-reverse), "double_backward"
+    or "auto" (func, falling back to double backward on the first call if the model fails under
+    torch.func; the choice is then kept in `.method`).
+    """
+    return HessianVectorProduct(model, loss_fn, batch, chunk_size=chunk_size, method=method)
+
+
+def gradient(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: tuple[Tensor, Tensor],
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Flat gradient of the full-batch mean loss, by reverse mode, leaving `.grad` untouched."""
+    params = trainable_parameters(model)
+    loss = _loss_of_params(model, loss_fn)
+    total = None
+    with torch.enable_grad():
+        for weight, x, y in _weighted_chunks(batch, chunk_size):
+            leaves = _as_leaves(params)
+            g = _flatten(
+                torch.autograd.grad(
+                    loss(leaves, x, y), tuple(leaves.values()), materialize_grads=True
+                )
+            )
+            total = g.mul_(weight) if total is None else total.add_(g, alpha=weight)
+    return total

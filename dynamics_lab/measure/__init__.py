@@ -1,0 +1,1 @@
+"""Measurement callbacks: drop them into any Lightning Trainer."""

@@ -1,0 +1,6 @@
+"""Models built from a config section and a TaskSpec; each registers under its config name."""
+
+from dynamics_lab.models.mlp import MLP
+from dynamics_lab.models.transformer import Transformer
+
+__all__ = ["MLP", "Transformer"]

@@ -1,0 +1,45 @@
+"""Expand an experiment's `sweep:` grid (times seeds) into concrete run configs."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamics_lab.config import ExperimentConfig, apply_overrides, build_config
+
+
+@dataclass
+class RunSpec:
+    """One point of a sweep: its id, the values it sets, and its resolved config."""
+
+    run_id: str
+    overrides: dict[str, Any]
+    config: ExperimentConfig = field(repr=False)
+
+
+def _label(key: str, value: Any) -> str:
+    return f"{key.rsplit('.', 1)[-1]}={value}"
+
+
+def run_id_for(overrides: dict[str, Any]) -> str:
+    """Readable and unique within a sweep: 'weight_decay=1.0,train_fraction=0.4,seed=0'."""
+    return ",".join(_label(k, v) for k, v in overrides.items()).replace("/", "_") or "run"
+
+
+def expand(config: ExperimentConfig) -> list[RunSpec]:
+    """Cartesian product of the grid, crossed with the seeds; grid order is kept."""
+    base = config.to_dict()
+    keys = list(config.sweep.grid)
+    specs = []
+    for values in itertools.product(*(config.sweep.grid[k] for k in keys)):
+        for seed in config.sweep.seeds:
+            overrides = {**dict(zip(keys, values)), "seed": seed}
+            resolved = build_config(apply_overrides(base, list(overrides.items())))
+            specs.append(RunSpec(run_id_for(overrides), overrides, resolved))
+    return specs
+
+
+def single(config: ExperimentConfig) -> RunSpec:
+    """The one run of a non-sweep invocation."""
+    return RunSpec(run_id_for({"seed": config.seed}), {"seed": config.seed}, config)

@@ -1,0 +1,119 @@
+"""The shared shape of a task: tensors built once, kept on the device, served without collation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import lightning as L
+import torch
+
+from dynamics_lab.config import NamedSection
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a model needs to know about a task's inputs and outputs."""
+
+    input_shape: tuple[int, ...]
+    n_outputs: int
+    loss: str  # a key of dynamics_lab.losses.LOSSES
+    n_tokens: Optional[int] = None  # set when inputs are integer tokens
+
+
+class ResidentBatches:
+    """Endless batches from tensors already on the device: the full batch, or shuffled slices."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: Optional[int], seed: int):
+        self.x, self.y = x, y
+        self.batch_size = batch_size if batch_size and batch_size < len(x) else None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.batch_size is None:
+            while True:
+                yield self.x, self.y
+        n, bs = len(self.x), self.batch_size
+        while True:
+            order = torch.randperm(n, generator=self.generator).to(self.x.device)
+            for start in range(0, n - bs + 1, bs):
+                idx = order[start : start + bs]
+                yield self.x[idx], self.y[idx]
+
+
+class FixedBatches:
+    """A finite sequence of batches; a class, not a list, because Lightning flattens nested lists."""
+
+    def __init__(self, batches: list[Batch]):
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class TensorTask(L.LightningDataModule):
+    """Base task: subclasses define `Config`, `spec` and `build()` returning the tensor splits."""
+
+    Config: type[NamedSection]
+
+    def __init__(self, config: NamedSection, batch_size: Optional[int] = None, seed: int = 0,
+                 eval_chunk: int = 65536):
+        super().__init__()
+        self.config = config
+        self.batch_size = batch_size
+        self.seed = seed
+        self.eval_chunk = eval_chunk
+        self.splits: dict[str, Batch] = {}
+
+    @property
+    def spec(self) -> TaskSpec:
+        raise TypeError(f"{type(self).__name__} must define `spec`")
+
+    def build(self) -> dict[str, Batch]:
+        """Return {'train': (x, y), 'val': (x, y)} on the CPU, deterministic in config.seed."""
+        raise TypeError(f"{type(self).__name__} must define `build()`")
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if not self.splits:
+            self.splits = self.build()
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _resident(self, split: str) -> Batch:
+        # Moved once and cached, so later steps find the data already on the device.
+        self.setup()
+        device = self._device()
+        x, y = self.splits[split]
+        if x.device != device:
+            x, y = x.to(device), y.to(device)
+            self.splits[split] = (x, y)
+        return x, y
+
+    def train_dataloader(self) -> ResidentBatches:
+        x, y = self._resident("train")
+        return ResidentBatches(x, y, self.batch_size, self.seed)
+
+    def val_dataloader(self) -> list[FixedBatches]:
+        """Evaluation sees the whole train split (index 0) and the held-out split (index 1)."""
+        return [self._chunks(self._resident(s)) for s in ("train", "val")]
+
+    def _chunks(self, batch: Batch) -> FixedBatches:
+        x, y = batch
+        return FixedBatches([(x[i : i + self.eval_chunk], y[i : i + self.eval_chunk])
+                             for i in range(0, len(x), self.eval_chunk)])
+
+    def probe_batch(self, n: int, seed: int = 0) -> Batch:
+        """A fixed subset of the training split for measurements (all of it if n >= size)."""
+        x, y = self._resident("train")
+        if n >= len(x):
+            return x, y
+        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+        idx = idx.to(x.device)
+        return x[idx], y[idx]

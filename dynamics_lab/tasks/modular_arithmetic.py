@@ -1,0 +1,66 @@
+"""(a op b) mod p over all pairs, split into train/val by a seeded permutation (Power et al. 2022)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from dynamics_lab.config import NamedSection
+from dynamics_lab.registry import TASKS
+from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+class ModularArithmeticConfig(NamedSection):
+    name: Literal["modular_arithmetic"] = "modular_arithmetic"
+    p: int = Field(97, ge=2)
+    op: Literal["add", "sub", "mul", "div"] = "add"
+    train_fraction: float = Field(0.4, gt=0, lt=1)
+    seed: int = 0  # the data split; independent of the model-init seed
+
+    @model_validator(mode="after")
+    def _div_needs_prime(self):
+        if self.op == "div" and not is_prime(self.p):
+            raise ValueError(f"op=div needs a prime p, got p={self.p}")
+        return self
+
+
+@TASKS.register("modular_arithmetic")
+class ModularArithmetic(TensorTask):
+    """Inputs are token pairs (a, b); the label is (a op b) mod p; division skips b = 0."""
+
+    Config = ModularArithmeticConfig
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TaskSpec(input_shape=(2,), n_outputs=self.config.p, loss="cross_entropy",
+                        n_tokens=self.config.p)
+
+    def table(self) -> Batch:
+        """Every valid pair and its label."""
+        p, op = self.config.p, self.config.op
+        a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+        a, b = a.flatten(), b.flatten()
+        if op == "div":
+            keep = b != 0
+            a, b = a[keep], b[keep]
+            # Fermat: b^(p-2) is b's inverse mod p.
+            inverse = torch.tensor([pow(int(v), p - 2, p) for v in range(p)])
+            labels = (a * inverse[b]) % p
+        else:
+            labels = {"add": a + b, "sub": a - b, "mul": a * b}[op] % p
+        return torch.stack([a, b], dim=1), labels
+
+    def build(self) -> dict[str, Batch]:
+        x, y = self.table()
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.config.seed))
+        n_train = int(round(self.config.train_fraction * len(x)))
+        if not 0 < n_train < len(x):
+            raise ValueError(f"train_fraction={self.config.train_fraction} leaves an empty split")
+        train, val = order[:n_train], order[n_train:]
+        return {"train": (x[train], y[train]), "val": (x[val], y[val])}

@@ -1,0 +1,163 @@
+"""Run directories: `runs/<experiment>/<sweep_id>/<run_id>/` with config, meta, metrics, verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+STATUSES = ("pending", "running", "completed", "diverged", "failed", "killed")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class RunDirError(ValueError):
+    """A run directory that is missing, foreign, corrupted or not writable."""
+
+
+def default_runs_root() -> Path:
+    return Path(os.environ.get("DYNLAB_RUNS", "runs"))
+
+
+def new_sweep_id(prefix: str = "") -> str:
+    """Sortable and collision-free across concurrent sweeps: timestamp plus random suffix."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}{stamp}-{secrets.token_hex(2)}"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is corrupted: {exc}") from None
+
+
+def check_writable(root: Path) -> None:
+    """Fail early with a clear message if runs cannot be written under `root`."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirError(f"cannot write runs under '{root}': {exc.strerror or exc}") from None
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and dirty flag of the checkout the package runs from (None outside git)."""
+    def git(*args: str) -> Optional[str]:
+        try:
+            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                 timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import torch
+
+    import dynamics_lab
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "lightning": lightning.__version__, "dynamics_lab": dynamics_lab.__version__}
+
+
+class RunDir:
+    """One run's directory; every write is atomic or append-only."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.yaml")
+    meta_path = property(lambda self: self.path / "meta.json")
+    metrics_path = property(lambda self: self.path / "metrics.csv")
+    verdict_path = property(lambda self: self.path / "verdict.json")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+
+    @classmethod
+    def create(cls, path: Path, config: dict, seed: int) -> "RunDir":
+        """Make the directory with its resolved config and a `pending` meta.json."""
+        run = cls(path)
+        run.path.mkdir(parents=True, exist_ok=False)
+        run.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        write_json(run.meta_path, {"status": "pending", "seed": seed, "created": now()})
+        return run
+
+    @classmethod
+    def open(cls, path: Path | str) -> "RunDir":
+        """An existing run directory, checked to be one of ours."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirError(f"'{run.path}' is not a directory")
+        if not run.config_path.is_file() or not run.meta_path.is_file():
+            raise RunDirError(f"'{run.path}' is not a dynamics_lab run (no config.yaml/meta.json)")
+        meta = run.meta
+        if meta.get("status") not in STATUSES:
+            raise RunDirError(f"'{run.meta_path}' has an unknown status {meta.get('status')!r}")
+        return run
+
+    @property
+    def meta(self) -> dict:
+        return read_json(self.meta_path)
+
+    def update_meta(self, **fields: Any) -> dict:
+        meta = {**self.meta, **fields}
+        write_json(self.meta_path, meta)
+        return meta
+
+    def config(self) -> dict:
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except yaml.YAMLError as exc:
+            raise RunDirError(f"{self.config_path} is corrupted: {exc}") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.config_path} is not a config mapping")
+        return data
+
+    def start(self, device: str) -> None:
+        self.update_meta(status="running", started=now(), ended=None, argv=sys.argv,
+                         host=platform.node(), pid=os.getpid(), device=device,
+                         git=git_state(), versions=versions(), _t0=time.time())
+
+    def finish(self, status: str, error: Optional[str] = None) -> dict:
+        meta = self.meta
+        wall = time.time() - meta.pop("_t0", time.time())
+        meta.update(status=status, ended=now(),
+                    wall_time_s=round(meta.get("wall_time_s", 0.0) + wall, 3))
+        if error:
+            meta["error"] = error
+        write_json(self.meta_path, meta)
+        return meta
+
+    def write_verdict(self, verdict: dict) -> None:
+        write_json(self.verdict_path, verdict)
+
+    def verdict(self) -> Optional[dict]:
+        return read_json(self.verdict_path) if self.verdict_path.exists() else None

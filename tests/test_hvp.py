@@ -1,0 +1,217 @@
+"""Hessian-vector products against dense Hessians from torch.func.hessian, and their side effects."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, hessian
+
+from dynamics_lab.linalg.hvp import flat_params, gradient, hessian_vector_product, unflatten_params
+
+torch.set_num_threads(1)
+
+
+def mlp(sizes: list[int], seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    return nn.Sequential(*layers[:-1]).double()
+
+
+def mse(out, y):
+    return F.mse_loss(out, y)
+
+
+def saddle_loss(out, y):
+    """MSE minus a large output-energy term: the most negative Hessian eigenvalue dominates."""
+    return F.mse_loss(out, y) - 5.0 * (out**2).mean()
+
+
+def data(n: int, d_in: int, classes: int | None = None, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d_in, generator=g, dtype=torch.float64)
+    y = torch.randint(0, classes, (n,), generator=g) if classes else torch.randn(n, 1, generator=g)
+    return x, y if classes else y.double()
+
+
+CASES = {
+    "regression": (lambda: mlp([4, 16, 16, 1]), mse, lambda: data(37, 4)),
+    "classifier": (lambda: mlp([5, 12, 4]), F.cross_entropy, lambda: data(40, 5, classes=4)),
+    "saddle": (lambda: mlp([4, 16, 16, 1]), saddle_loss, lambda: data(37, 4)),
+}
+
+
+def dense_hessian(model, loss_fn, batch) -> torch.Tensor:
+    """Brute-force Hessian of the mean loss w.r.t. the flat trainable parameters."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    sizes = [p.numel() for _, p in named]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+
+    def loss(w):
+        params = {n: c.view_as(p) for (n, p), c in zip(named, w.split(sizes))}
+        return loss_fn(functional_call(model, params, (batch[0],)), batch[1])
+
+    return hessian(loss)(flat)
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request):
+    make_model, loss_fn, make_batch = CASES[request.param]
+    model, batch = make_model(), make_batch()
+    return model, loss_fn, batch, dense_hessian(model, loss_fn, batch)
+
+
+@pytest.mark.parametrize("method", ["func", "double_backward", "auto"])
+@pytest.mark.parametrize("chunk_size", [None, 8])
+def test_hvp_matches_dense(case, method, chunk_size):
+    model, loss_fn, batch, h = case
+    hvp = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size, method=method)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        v = torch.randn(hvp.dim, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(hvp(v), h @ v, rtol=1e-10, atol=1e-12)
+    assert hvp.method == ("func" if method == "auto" else method)
+
+
+def test_chunked_equals_unchunked(case):
+    model, loss_fn, batch, _ = case
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    full = hessian_vector_product(model, loss_fn, batch)(v)
+    for chunk_size in (1, 5, 36, 1000):
+        chunked = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size)(v)
+        torch.testing.assert_close(chunked, full, rtol=1e-12, atol=1e-14)
+
+
+def test_gradient_matches_func_grad_and_chunks():
+    model, batch = mlp([4, 16, 1]), data(30, 4)
+    names, shapes, flat = flat_params(model)
+
+    def loss(w):
+        return mse(
+            functional_call(model, unflatten_params(w, names, shapes), (batch[0],)), batch[1]
+        )
+
+    expected = torch.func.grad(loss)(flat)
+    torch.testing.assert_close(gradient(model, mse, batch), expected)
+    torch.testing.assert_close(gradient(model, mse, batch, chunk_size=7), expected)
+
+
+def test_flat_params_round_trip_and_frozen_params_excluded():
+    model = mlp([3, 4, 2])
+    model[0].bias.requires_grad_(False)
+    names, shapes, flat = flat_params(model)
+    assert "0.bias" not in names and flat.numel() == 12 + 8 + 2
+    views = unflatten_params(flat, names, shapes)
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert torch.equal(views[n], p.detach())
+    with pytest.raises(ValueError):
+        unflatten_params(flat[:-1], names, shapes)
+
+
+def test_frozen_params_hvp_matches_dense_over_trainable():
+    model, batch = mlp([4, 8, 1]), data(20, 4)
+    model[2].weight.requires_grad_(False)
+    h = dense_hessian(model, mse, batch)
+    hvp = hessian_vector_product(model, mse, batch)
+    v = torch.randn(hvp.dim, dtype=torch.float64)
+    assert hvp.dim == h.shape[0] == 4 * 8 + 8 + 1
+    torch.testing.assert_close(hvp(v), h @ v)
+
+
+def test_mixed_dtypes_rejected():
+    model = mlp([3, 4, 2])
+    model[2].float()
+    with pytest.raises(ValueError, match="dtype"):
+        hessian_vector_product(model, mse, data(5, 3))
+
+
+class OldStyleTanh(torch.autograd.Function):
+    """An autograd.Function without setup_context: autograd handles it, torch.func refuses it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (y,) = ctx.saved_tensors
+        return grad_out * (1 - y * y)
+
+
+class CustomTanhNet(nn.Module):
+    def __init__(self, twin: nn.Sequential):
+        super().__init__()
+        self.inp, self.out = twin[0], twin[2]
+
+    def forward(self, x):
+        return self.out(OldStyleTanh.apply(self.inp(x)))
+
+
+def test_auto_falls_back_to_double_backward():
+    reference, batch = mlp([4, 8, 1]), data(20, 4)
+    model = CustomTanhNet(reference)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="setup_context"):
+        hessian_vector_product(model, mse, batch, method="func")(v)
+    hvp = hessian_vector_product(model, mse, batch, method="auto")
+    torch.testing.assert_close(hvp(v), dense_hessian(reference, mse, batch) @ v)
+    assert hvp.method == "double_backward"
+
+
+@pytest.mark.parametrize("method", ["func", "double_backward"])
+def test_zero_hessian_of_linear_loss(method):
+    model, batch = nn.Linear(3, 1).double(), data(6, 3)
+    hvp = hessian_vector_product(model, lambda out, y: out.mean(), batch, method=method)
+    assert torch.equal(hvp(torch.ones(4, dtype=torch.float64)), torch.zeros(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("method", ["func", "double_backward"])
+def test_no_side_effects_on_grads_mode_params(training, method):
+    model, batch = mlp([4, 16, 1]), data(20, 4)
+    model.train(training)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    grads = {n: (p.grad, p.grad.clone()) for n, p in model.named_parameters()}
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():  # measurement hooks may run under no_grad; HVPs must still work
+        hv = hessian_vector_product(model, mse, batch, method=method, chunk_size=7)(
+            torch.ones(sum(p.numel() for p in params.values()), dtype=torch.float64)
+        )
+        gradient(model, mse, batch)
+    assert torch.isfinite(hv).all() and hv.abs().sum() > 0
+    assert model.training is training
+    for n, p in model.named_parameters():
+        assert p.grad is grads[n][0] and torch.equal(p.grad, grads[n][1])
+        assert torch.equal(p, params[n]) and p.requires_grad
+
+
+def test_batchnorm_buffers_untouched_in_train_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1)).double()
+    model.train()
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    hvp = hessian_vector_product(model, mse, data(16, 4))
+    hv = hvp(torch.ones(hvp.dim, dtype=torch.float64))
+    assert hvp.method == "func" and torch.isfinite(hv).all()
+    for n, b in model.named_buffers():
+        assert torch.equal(b, buffers[n])
+    assert model.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_hvp_matches_cpu():
+    model, batch = mlp([4, 16, 1]), data(20, 4)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    expected = hessian_vector_product(model, mse, batch)(v)
+    model.cuda()
+    hvp = hessian_vector_product(model, mse, tuple(t.cuda() for t in batch), chunk_size=7)
+    out = hvp(v.cuda())
+    assert out.is_cuda
+    torch.testing.assert_close(out.cpu(), expected)

@@ -55,14 +55,14 @@ def run(
     launcher: Launcher = typer.Option(Launcher.local),
     wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb",
                                          help="default: on when a W&B login is present"),
-    device: Device = typer.Option(Device.auto),
+    device: Optional[Device] = typer.Option(None, help="default: the config's trainer.device"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
     from dynamics_lab.config import ConfigError, load_experiment
     from dynamics_lab.sweep import expand, prepare_sweep, single
     from dynamics_lab.tracking.rundir import RunDirError, default_runs_root, new_sweep_id
 
-    extra = [f"trainer.device={device.value}"]
+    extra = [f"trainer.device={device.value}"] if device else []
     if wandb is not None:
         extra.append(f"logging.wandb={str(wandb).lower()}")
     if seed is not None:

@@ -183,6 +183,8 @@ def list_experiments() -> list[str]:
 def deep_merge(base: dict, update: dict) -> dict:
     """Recursively merge `update` into a copy of `base`; mappings merge, everything else replaces."""
     out = copy.deepcopy(base)
+    if "name" in update and update["name"] != out.get("name"):
+        out = {}  # a section that names another class starts afresh
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
@@ -204,7 +206,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def set_dotted(raw: dict, key: str, value: Any) -> None:
-    """Set `a.b.c` in a nested dict; a null value under `measure` removes that measurement."""
+    """Set `a.b.c` in a nested dict.
+
+    A null value under `measure` removes that measurement; a new `name` for a section
+    (e.g. model.name=transformer) drops the keys of the class it replaces.
+    """
     parts = key.split(".")
     if parts[:2] == ["sweep", "grid"] and len(parts) > 3:
         parts = [*parts[:2], ".".join(parts[2:])]  # grid keys are dotted paths themselves
@@ -218,6 +224,9 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
         node = child
     if value is None and parts[:-1] == ["measure"]:
         node.pop(parts[-1], None)
+    elif parts[-1] == "name" and node.get("name", value) != value:
+        node.clear()  # another class: the old class's keys do not apply
+        node["name"] = value
     else:
         node[parts[-1]] = value
 

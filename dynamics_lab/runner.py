@@ -99,12 +99,13 @@ def execute(run: RunDir, ckpt_path: Optional[str] = None, echo=print) -> RunResu
     from dynamics_lab.tracking.wandb import finish_wandb, make_wandb_logger, sync_hint, wandb_enabled
 
     config = build_config(run.config())
-    device = resolve_device(config.trainer.device)
     meta = run.meta
-    run.start(device)
+    run.start(config.trainer.device)
     t0 = time.time()
     wandb_logger = None
     try:
+        device = resolve_device(config.trainer.device)
+        run.update_meta(device=device)
         L.seed_everything(config.seed, verbose=False)
         task = TASKS.get(config.task.name)(config.task, batch_size=config.trainer.batch_size,
                                            seed=config.seed, eval_chunk=config.trainer.eval_chunk)

@@ -48,8 +48,9 @@ class Grokking(Detector):
         elif fit is None:
             summary = f"no grokking: never fit the training set (train acc < {config.train_threshold})"
         elif gen is None:
+            peak = "unknown" if max_val is None else f"{max_val:.3f}"
             summary = (f"no grokking: fit at step {format_step(fit)}, but val acc peaked at "
-                       f"{max_val:.3f} < {config.val_threshold}")
+                       f"{peak} < {config.val_threshold}")
         else:
             summary = (f"no grokking: generalized at step {format_step(gen)}, only {ratio:.1f}x "
                        f"after fitting at step {format_step(fit)}")

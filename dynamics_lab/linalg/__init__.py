@@ -1,0 +1,52 @@
+"""Pure-torch linear algebra for measurements: HVPs, Lanczos, SLQ, NTK, representation metrics.
+
+Nothing here knows about Lightning; every function takes a model, a loss and tensors.
+"""
+
+from dynamics_lab.linalg.hvp import flat_params, hessian_vector_product
+from dynamics_lab.linalg.lanczos import LanczosResult, lanczos
+from dynamics_lab.linalg.spectrum import (
+    SpectralDensity,
+    TraceEstimate,
+    hessian_spectral_density,
+    hessian_trace,
+    top_hessian_eigenvalues,
+)
+from dynamics_lab.linalg.ntk import (
+    empirical_ntk,
+    frobenius_norm_estimate,
+    kernel_alignment,
+    kernel_distance,
+    label_projection_norm,
+    matrix_free_alignment,
+)
+from dynamics_lab.linalg.representations import (
+    effective_rank,
+    fourier_metrics,
+    linear_cka,
+    participation_ratio,
+    relevant_mass,
+)
+
+__all__ = [
+    "LanczosResult",
+    "SpectralDensity",
+    "TraceEstimate",
+    "effective_rank",
+    "empirical_ntk",
+    "flat_params",
+    "fourier_metrics",
+    "frobenius_norm_estimate",
+    "hessian_spectral_density",
+    "hessian_trace",
+    "hessian_vector_product",
+    "kernel_alignment",
+    "kernel_distance",
+    "label_projection_norm",
+    "lanczos",
+    "linear_cka",
+    "matrix_free_alignment",
+    "participation_ratio",
+    "relevant_mass",
+    "top_hessian_eigenvalues",
+]

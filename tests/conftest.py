@@ -1,0 +1,34 @@
+"""Shared test setup: W&B off unless a test turns it on, one torch thread, tiny configs."""
+
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+TINY_GROKKING = [
+    "task.p=23",
+    "task.train_fraction=0.5",
+    "model.embed_dim=8",
+    "model.width=32",
+    "trainer.max_steps=40",
+    "trainer.eval_every=10",
+    "trainer.log_every=10",
+    "trainer.checkpoint_every=20",
+]
+
+
+@pytest.fixture
+def tiny_overrides():
+    return list(TINY_GROKKING)
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("DYNLAB_RUNS", str(root))
+    return root

@@ -1,0 +1,60 @@
+"""Run directories and the crash-safe metrics file."""
+
+import json
+
+import pytest
+
+from dynamics_lab.tracking.metrics import MetricsFile, read_metrics
+from dynamics_lab.tracking.rundir import RunDir, RunDirError
+
+
+def test_rows_merge_by_step_and_are_on_disk_at_once(tmp_path):
+    f = MetricsFile(tmp_path / "metrics.csv")
+    f.log({"a": 1.0}, step=0)
+    f.log({"b": 2.0}, step=0)
+    f.log({"a": 3.0}, step=10)
+    # No close/flush call: a killed process leaves exactly this on disk.
+    frame = read_metrics(tmp_path / "metrics.csv")
+    assert frame["step"].tolist() == [0, 10]
+    assert frame.loc[0, "a"] == 1.0 and frame.loc[0, "b"] == 2.0
+    assert frame.loc[1, "a"] == 3.0 and frame["b"].isna().iloc[1]
+    f.log({"c": 4.0}, step=10)  # a new column rewrites the file
+    f.log({"a": 5.0}, step=20)
+    frame = read_metrics(tmp_path / "metrics.csv")
+    assert list(frame.columns) == ["step", "a", "b", "c"]
+    assert frame["c"].tolist()[1] == 4.0 and frame["a"].tolist() == [1.0, 3.0, 5.0]
+
+
+def test_reopen_appends_and_truncate_drops_later_rows(tmp_path):
+    path = tmp_path / "metrics.csv"
+    f = MetricsFile(path)
+    for step in range(0, 50, 10):
+        f.log({"a": float(step)}, step=step)
+    again = MetricsFile(path)
+    again.truncate_after(20)
+    again.log({"a": -1.0}, step=30)
+    assert read_metrics(path)["step"].tolist() == [0, 10, 20, 30]
+    assert read_metrics(path)["a"].tolist()[-1] == -1.0
+
+
+def test_run_dir_lifecycle(tmp_path):
+    run = RunDir.create(tmp_path / "r", {"name": "x"}, seed=3)
+    assert run.meta["status"] == "pending"
+    run.start("cpu")
+    assert run.meta["status"] == "running" and run.meta["versions"]["torch"]
+    meta = run.finish("completed")
+    assert meta["status"] == "completed" and meta["wall_time_s"] >= 0
+    assert "_t0" not in json.loads(run.meta_path.read_text())
+    assert RunDir.open(run.path).config() == {"name": "x"}
+
+
+def test_foreign_and_corrupted_dirs_are_clear_errors(tmp_path):
+    (tmp_path / "foreign").mkdir()
+    with pytest.raises(RunDirError, match="not a dynamics_lab run"):
+        RunDir.open(tmp_path / "foreign")
+    run = RunDir.create(tmp_path / "r", {"name": "x"}, seed=0)
+    run.meta_path.write_text("{not json")
+    with pytest.raises(RunDirError, match="corrupted"):
+        RunDir.open(run.path)
+    with pytest.raises(RunDirError, match="not a directory"):
+        RunDir.open(tmp_path / "missing")

@@ -118,7 +118,8 @@ def execute(run: RunDir, ckpt_path: Optional[str] = None, echo=print) -> RunResu
                 run.path, config.to_dict(), run_name=run.path.name, group=run.path.parent.name,
                 resume_id=meta.get("wandb_id"))
             loggers.append(wandb_logger)
-            run.update_meta(wandb_id=wandb_logger.version, wandb_offline=offline)
+            # Starting the W&B run now (not lazily) puts its id in meta.json for `resume`.
+            run.update_meta(wandb_id=wandb_logger.experiment.id, wandb_offline=offline)
             if offline:
                 echo(sync_hint(run.path))
         trainer = build_trainer(config, run, device, loggers, build_measurements(config))

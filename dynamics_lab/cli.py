@@ -15,6 +15,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 class Launcher(str, Enum):
     local = "local"
+    slurm = "slurm"
+    wandb = "wandb"
 
 
 class Device(str, Enum):
@@ -51,41 +53,90 @@ def run(
     overrides: List[str] = typer.Option([], "--set", help="KEY=VALUE, e.g. optim.lr=0.01"),
     seed: Optional[int] = typer.Option(None, help="model-init seed (with --sweep: the only seed)"),
     out: Optional[Path] = typer.Option(None, help="runs root (default: $DYNLAB_RUNS or runs/)"),
-    workers: int = typer.Option(1, min=1, help="runs at once (each with one torch thread)"),
-    launcher: Launcher = typer.Option(Launcher.local),
+    workers: Optional[int] = typer.Option(
+        None, min=1, help="jobs at once, one torch thread each (default: one per GPU, else 1)"),
+    launcher: Launcher = typer.Option(
+        Launcher.local, help="local subprocesses; slurm: a submitit job array (settings: "
+                             "--set sweep.slurm.KEY=VALUE); wandb: a W&B sweep file for agents"),
+    ensemble: int = typer.Option(
+        1, min=1, help="train up to K runs differing only in seed/weight decay as one vectorized "
+                       "model (without --sweep: K seeds from --seed)"),
+    resume_sweep: Optional[Path] = typer.Option(
+        None, "--resume-sweep", help="finish this sweep dir: skip finished runs, resume killed "
+                                     "ones from their checkpoints, rerun failed ones"),
+    wait: bool = typer.Option(False, "--wait", help="slurm: block until the array is done"),
     wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb",
                                          help="default: on when a W&B login is present"),
     device: Optional[Device] = typer.Option(None, help="default: the config's trainer.device"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
     from dynamics_lab.config import ConfigError, load_experiment
-    from dynamics_lab.sweep import expand, prepare_sweep, single
+    from dynamics_lab.sweep import expand, prepare_sweep, reopen_sweep, single
+    from dynamics_lab.sweep.ensemble import check_ensemble
+    from dynamics_lab.sweep.slurm import SlurmError, cluster_of
     from dynamics_lab.tracking.rundir import RunDirError, default_runs_root, new_sweep_id
 
     extra = [f"trainer.device={device.value}"] if device else []
-    if wandb is not None:
-        extra.append(f"logging.wandb={str(wandb).lower()}")
+    if wandb is not None or launcher == Launcher.wandb:
+        extra.append(f"logging.wandb={str(wandb is not False).lower()}")
     if seed is not None:
         extra.append(f"sweep.seeds=[{seed}]" if sweep else f"seed={seed}")
+    if ensemble > 1 and launcher == Launcher.wandb:
+        fail("--ensemble does not apply to --launcher wandb: each agent call trains one run")
     try:
         config = load_experiment(experiment, profile, [*overrides, *extra])
+        if ensemble > 1 and not sweep:  # K seeds of the one configured run
+            seeds = list(range(config.seed, config.seed + ensemble))
+            extra += ["sweep.grid={}", f"sweep.seeds={seeds}"]
+            config, sweep = load_experiment(experiment, profile, [*overrides, *extra]), True
+        if ensemble > 1:
+            check_ensemble(config)
+        if launcher == Launcher.slurm:
+            cluster_of(config.sweep.slurm)  # no Slurm here: say so before writing anything
         specs = expand(config) if sweep else [single(config)]
-        sweep_dir = (out or default_runs_root()) / config.name / new_sweep_id()
-        run_dirs = prepare_sweep(config, specs, sweep_dir)
-    except (ConfigError, RunDirError) as exc:
+        if resume_sweep is not None:
+            sweep_dir, run_dirs = resume_sweep, reopen_sweep(config, specs, resume_sweep)
+        else:
+            sweep_dir = (out or default_runs_root()) / config.name / new_sweep_id()
+            run_dirs = prepare_sweep(config, specs, sweep_dir)
+    except (ConfigError, RunDirError, SlurmError) as exc:
         fail(str(exc))
     echo(f"{config.name} [{config.profile}]: {len(run_dirs)} run(s) -> {sweep_dir}")
-    if not sweep:
+    if launcher == Launcher.wandb:
+        from dynamics_lab.sweep.wandb_sweep import write_sweep
+
+        echo("\n".join(write_sweep(config, sweep_dir, experiment, [*overrides, *extra])))
+        raise typer.Exit(0)
+    if not sweep and resume_sweep is None and launcher == Launcher.local:
         from dynamics_lab.runner import execute
         from dynamics_lab.tracking.rundir import RunDir
 
         result = execute(RunDir(run_dirs[0]), echo=echo)
         print_result(result.status, result.verdict, result.error, result.wall_time_s)
         raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
-    statuses = run_sweep(run_dirs, workers)
+    from dynamics_lab.sweep.ensemble import group_jobs
+    from dynamics_lab.sweep.local import launch_with_progress
+    from dynamics_lab.sweep.manifest import unfinished
+    from dynamics_lab.sweep.slurm import active_runs
+
+    todo = unfinished(run_dirs, skip=active_runs(sweep_dir))
+    if len(todo) < len(run_dirs):
+        echo(f"{len(run_dirs) - len(todo)} run(s) finished or still running; launching {len(todo)}")
+    jobs = group_jobs(todo, ensemble)
+    if launcher == Launcher.slurm:
+        from dynamics_lab.sweep.slurm import launch_array
+
+        try:
+            statuses = launch_array(config, sweep_dir, jobs, wait, echo)
+        except SlurmError as exc:
+            fail(str(exc))
+        if statuses is None:  # submitted; the array runs on
+            raise typer.Exit(0)
+    else:
+        statuses = launch_with_progress(sweep_dir, jobs, workers)
     print_summary(sweep_dir)
     bad = sum(s not in ("completed", "diverged") for s in statuses.values())
-    raise typer.Exit(1 if bad == len(statuses) else 0)
+    raise typer.Exit(1 if statuses and bad == len(statuses) else 0)
 
 
 def print_result(status: str, verdict: Optional[dict], error: Optional[str], wall: float) -> None:
@@ -93,23 +144,30 @@ def print_result(status: str, verdict: Optional[dict], error: Optional[str], wal
     echo(f"[{status}, {wall:.1f}s] {line}")
 
 
-def run_sweep(run_dirs: list[Path], workers: int) -> dict:
-    """Local launcher with a progress bar; one line per finished run."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+@app.command("agent-run", hidden=True)
+def agent_run(
+    experiment: str = typer.Argument(...),
+    sweep_dir: Path = typer.Option(..., "--sweep-dir"),
+    profile: str = typer.Option("quick"),
+    overrides: List[str] = typer.Option([], "--set"),
+) -> None:
+    """What a W&B agent runs: the run of this sweep that wandb.config names."""
+    from dynamics_lab.config import ConfigError, load_experiment
+    from dynamics_lab.sweep import wandb_sweep
+    from dynamics_lab.tracking.rundir import RunDir, RunDirError
+    from dynamics_lab.worker import run_one
 
-    from dynamics_lab.sweep.local import launch_local
-    from dynamics_lab.tracking.rundir import RunDir
-
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn()) as progress:
-        bar = progress.add_task(f"sweep ({workers} worker(s))", total=len(run_dirs))
-
-        def on_done(run_dir: Path, status: str) -> None:
-            verdict = RunDir(run_dir).verdict() or {}
-            progress.console.print(f"  {run_dir.name}: {status}  {verdict.get('summary', '')}")
-            progress.advance(bar)
-
-        return launch_local(run_dirs, workers, on_done)
+    params = wandb_sweep.agent_params()
+    if not params:
+        fail("wandb.config is empty: agent-run is started by `wandb agent` (see wandb_sweep.yaml)")
+    try:
+        config = load_experiment(experiment, profile, overrides)
+        run_dir = wandb_sweep.find_run(config, sweep_dir, params)
+    except (ConfigError, RunDirError) as exc:
+        fail(str(exc))
+    wandb_sweep.attach_config(RunDir(run_dir).config())
+    status = run_one(run_dir, echo=echo)
+    raise typer.Exit(0 if status in ("completed", "diverged") else 1)
 
 
 def print_summary(sweep_dir: Path) -> None:

@@ -75,11 +75,26 @@ class LoggingConfig(Section):
     entity: Optional[str] = None
 
 
+class SlurmConfig(Section):
+    """Slurm job-array settings for `--launcher slurm` (submitit); one array task per job."""
+
+    cluster: Optional[Literal["slurm", "local", "debug"]] = None  # None: slurm, if srun is here
+    partition: Optional[str] = None
+    time_min: PositiveInt = 60  # per array task
+    gpus_per_run: int = Field(0, ge=0)
+    cpus_per_run: PositiveInt = 1
+    mem_gb: Optional[PositiveFloat] = None
+    array_parallelism: PositiveInt = 64  # array tasks running at once
+    setup: list[str] = Field(default_factory=list)  # shell lines before each task (module load ...)
+    additional: dict[str, Any] = Field(default_factory=dict)  # more sbatch options (account, qos)
+
+
 class SweepConfig(Section):
-    """A grid of dotted keys -> values, crossed with seeds."""
+    """A grid of dotted keys -> values, crossed with seeds; `slurm` configures that launcher."""
 
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=lambda: [0])
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
 class ExperimentConfig(Section):

@@ -56,23 +56,29 @@ def build_measurements(config: ExperimentConfig) -> list:
             for section in config.measure.values()]
 
 
-def build_trainer(config: ExperimentConfig, run: RunDir, device: str, loggers: list,
-                  callbacks: list):
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
+def trainer_settings(config: ExperimentConfig, device: str) -> dict:
+    """Trainer arguments every run shares: step-based evaluation, no Lightning chrome."""
     t = config.trainer
-    checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoint_dir, filename="step{step}", save_last=True, save_top_k=0,
-        every_n_train_steps=t.checkpoint_every or t.max_steps, auto_insert_metric_name=False,
-    )
-    return L.Trainer(
+    return dict(
         accelerator=device, devices=1, max_steps=t.max_steps,
         precision="64-true" if t.dtype == "float64" else "32-true",
         val_check_interval=t.eval_every, check_val_every_n_epoch=None, num_sanity_val_steps=-1,
-        log_every_n_steps=t.max_steps + 1, logger=loggers, callbacks=[*callbacks, checkpoint],
-        default_root_dir=run.path, enable_progress_bar=False, enable_model_summary=False,
+        log_every_n_steps=t.max_steps + 1, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
     )
+
+
+def build_trainer(config: ExperimentConfig, run: RunDir, device: str, loggers: list,
+                  callbacks: list):
+    """A Trainer that checkpoints (with RNG and minibatch state) every checkpoint_every steps."""
+    import lightning as L
+
+    from dynamics_lab.tracking.resume import RandomState, StepCheckpoint
+
+    t = config.trainer
+    checkpoint = StepCheckpoint(run.checkpoint_dir, t.checkpoint_every or t.max_steps, t.eval_every)
+    return L.Trainer(**trainer_settings(config, device), logger=loggers,
+                     callbacks=[*callbacks, RandomState(), checkpoint], default_root_dir=run.path)
 
 
 def judge(config: ExperimentConfig, run: RunDir) -> Optional[dict]:

@@ -50,7 +50,7 @@ def test_yaml_path_works(tmp_path):
     (["task.train_fraction=0"], "task.train_fraction"),
     (["task.op=div", "task.p=96"], "op=div needs a prime p"),
     (["task.name=modular_arithmetc"], "did you mean 'modular_arithmetic'"),
-    (["model.name=mlpp"], "valid: mlp"),
+    (["model.name=mlpp"], "did you mean 'mlp'"),
     (["model.widht=3"], "did you mean 'model.width'"),
     (["trainer.max_steps=-1"], "trainer.max_steps"),
     (["nonsense"], "expected KEY=VALUE"),

@@ -97,7 +97,9 @@ class Measurement(L.Callback):
         else:
             x, y = next(iter(trainer.train_dataloader))[:2]
             x, y = x[: self.probe_size], y[: self.probe_size]
-        return x.to(pl_module.device), y.to(pl_module.device)
+        # Float data follows the module's dtype (64-true precision converts weights, not data).
+        return tuple(t.to(pl_module.device, pl_module.dtype) if t.is_floating_point()
+                     else t.to(pl_module.device) for t in (x, y))
 
     def loss(self, pl_module: L.LightningModule) -> Callable:
         fn = self.loss_fn or getattr(pl_module, "loss_fn", None)

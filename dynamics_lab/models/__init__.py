@@ -4,3 +4,5 @@ from dynamics_lab.models.mlp import MLP
 from dynamics_lab.models.transformer import Transformer
 
 __all__ = ["MLP", "Transformer"]
+from dynamics_lab.models.linear import DeepLinear  # noqa: E402
+from dynamics_lab.models.memory import AssociativeMemory  # noqa: E402

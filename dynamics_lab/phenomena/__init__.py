@@ -10,6 +10,11 @@ from dynamics_lab.phenomena.base import Detector, Verdict
 from dynamics_lab.registry import PHENOMENA
 
 from dynamics_lab.phenomena import grokking  # noqa: E402,F401  (registers the detector)
+from dynamics_lab.phenomena import lazy_rich  # noqa: E402,F401
+from dynamics_lab.phenomena import parity  # noqa: E402,F401
+from dynamics_lab.phenomena import edge_of_stability  # noqa: E402,F401
+from dynamics_lab.phenomena import stepwise  # noqa: E402,F401
+from dynamics_lab.phenomena import scaling  # noqa: E402,F401
 
 
 def detect(name: str, metrics: pd.DataFrame, config: Optional[Any] = None) -> Verdict:

@@ -7,7 +7,12 @@ from typing import Callable, Optional
 
 import pandas as pd
 
+from dynamics_lab.report.edge_of_stability import edge_of_stability_figures
 from dynamics_lab.report.grokking import grokking_figures
+from dynamics_lab.report.stepwise import stepwise_figures
+from dynamics_lab.report.associative_memory import associative_memory_figures
+from dynamics_lab.report.lazy_rich import lazy_rich_figures
+from dynamics_lab.report.parity import parity_figures
 from dynamics_lab.report.tables import find_sweeps, latest_sweep, sweep_table
 from dynamics_lab.sweep.manifest import read_manifest
 from dynamics_lab.tracking.rundir import RunDir, RunDirError
@@ -15,6 +20,11 @@ from dynamics_lab.tracking.rundir import RunDir, RunDirError
 # phenomenon -> figure writer(table, sweep_dir, out_dir, swept axes) -> written paths
 FIGURES: dict[str, Callable[[pd.DataFrame, Path, Path, list[str]], list[Path]]] = {
     "grokking": grokking_figures,
+    "lazy_rich": lazy_rich_figures,
+    "hidden_progress": parity_figures,
+    "stepwise": stepwise_figures,
+    "scaling_law": associative_memory_figures,
+    "edge_of_stability": edge_of_stability_figures,
 }
 
 

@@ -24,12 +24,27 @@ class TaskSpec:
 
 
 class ResidentBatches:
-    """Endless batches from tensors already on the device: the full batch, or shuffled slices."""
+    """Endless batches from tensors already on the device: the full batch, or shuffled slices.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: Optional[int], seed: int):
+    Minibatch order comes from a seeded generator; `state_at(consumed)` captures where the
+    stream stands after `consumed` batches were trained on, so a resumed run draws the same
+    batches as an uninterrupted one even though Lightning prefetches ahead of training.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: Optional[int], seed: int,
+                 state: Optional[dict] = None):
         self.x, self.y = x, y
         self.batch_size = batch_size if batch_size and batch_size < len(x) else None
         self.generator = torch.Generator().manual_seed(seed)
+        self.epoch, self.skip = 0, 0
+        self.epoch_states: dict[int, torch.Tensor] = {}  # generator state before each epoch
+        if state:
+            self.generator.set_state(state["generator"])
+            self.epoch, self.skip = state["epoch"], state["skip"]
+
+    @property
+    def per_epoch(self) -> int:
+        return len(self.x) // self.batch_size if self.batch_size else 1
 
     def __iter__(self) -> Iterator[Batch]:
         if self.batch_size is None:
@@ -37,10 +52,23 @@ class ResidentBatches:
                 yield self.x, self.y
         n, bs = len(self.x), self.batch_size
         while True:
+            self.epoch_states[self.epoch] = self.generator.get_state()
+            for old in [e for e in self.epoch_states if e < self.epoch - 4]:
+                del self.epoch_states[old]  # prefetching never reaches this far back
             order = torch.randperm(n, generator=self.generator).to(self.x.device)
-            for start in range(0, n - bs + 1, bs):
+            for start in range(self.skip * bs, n - bs + 1, bs):
                 idx = order[start : start + bs]
                 yield self.x[idx], self.y[idx]
+            self.epoch, self.skip = self.epoch + 1, 0
+
+    def state_at(self, consumed: int) -> dict:
+        """Where the stream resumes after `consumed` batches were trained on (since step 0)."""
+        if self.batch_size is None:
+            return {}
+        epoch, skip = divmod(consumed, self.per_epoch)
+        # An epoch whose order is not drawn yet starts from the generator's current state.
+        generator = self.epoch_states.get(epoch, self.generator.get_state())
+        return {"epoch": epoch, "skip": skip, "generator": generator}
 
 
 class FixedBatches:
@@ -69,6 +97,8 @@ class TensorTask(L.LightningDataModule):
         self.seed = seed
         self.eval_chunk = eval_chunk
         self.splits: dict[str, Batch] = {}
+        self._train_batches: Optional[ResidentBatches] = None
+        self._batches_state: Optional[dict] = None  # from a checkpoint, for the next stream
 
     @property
     def spec(self) -> TaskSpec:
@@ -98,7 +128,19 @@ class TensorTask(L.LightningDataModule):
 
     def train_dataloader(self) -> ResidentBatches:
         x, y = self._resident("train")
-        return ResidentBatches(x, y, self.batch_size, self.seed)
+        self._train_batches = ResidentBatches(x, y, self.batch_size, self.seed, self._batches_state)
+        return self._train_batches
+
+    def state_dict(self) -> dict:
+        """The minibatch stream's position; Lightning saves it in checkpoints for exact resumes."""
+        batches = getattr(self, "_train_batches", None)  # None when a subclass serves its own
+        if batches is None or self.trainer is None:
+            return {}
+        state = batches.state_at(self.trainer.global_step)
+        return {"train_batches": state} if state else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._batches_state = state.get("train_batches")
 
     def val_dataloader(self) -> list[FixedBatches]:
         """Evaluation sees the whole train split (index 0) and the held-out split (index 1)."""

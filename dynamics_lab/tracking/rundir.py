@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ def now() -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 
@@ -57,7 +58,7 @@ def check_writable(root: Path) -> None:
     """Fail early with a clear message if runs cannot be written under `root`."""
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
+        probe = root / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"  # unique per caller
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
@@ -155,6 +156,17 @@ class RunDir:
             meta["error"] = error
         write_json(self.meta_path, meta)
         return meta
+
+    def reset(self) -> None:
+        """Back to `pending` for a fresh start: the last attempt's metrics, verdict, checkpoints
+        and W&B id go (a new attempt is a new W&B run); seed, creation time and attempts stay."""
+        for name in ("metrics.csv", "verdict.json", "error.log"):
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        meta = self.meta
+        kept = {k: meta[k] for k in ("seed", "created") if k in meta}
+        write_json(self.meta_path, {**kept, "status": "pending",
+                                    "attempts": meta.get("attempts", 1) + 1})
 
     def write_verdict(self, verdict: dict) -> None:
         write_json(self.verdict_path, verdict)

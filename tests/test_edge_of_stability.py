@@ -1,0 +1,153 @@
+"""Edge of stability: the detector on synthetic tables, the regression task, a tiny real run."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dynamics_lab.cli import app
+from dynamics_lab.config import load_experiment
+from dynamics_lab.phenomena import detect
+from dynamics_lab.report import write_report
+from dynamics_lab.runner import execute
+from dynamics_lab.sweep import expand, prepare_sweep, single
+from dynamics_lab.tasks.regression import TeacherRegression, TeacherRegressionConfig, chebyshev
+from dynamics_lab.tracking.metrics import read_metrics
+from dynamics_lab.tracking.rundir import RunDir
+
+GD = {"optim": {"name": "gd", "lr": 0.1}}  # 2/eta = 20
+
+
+def table(after, reach_at=700, threshold=20.0, start=2.5, steps=3000, every=25, log=True):
+    """Sharpness rising linearly from `start` to `threshold` at `reach_at`, then `after(ratio
+    index)` x threshold; a batch loss every step that rises on every 4th step."""
+    sharp_steps = np.arange(0, steps + 1, every)
+    rising = sharp_steps <= reach_at
+    values = np.where(rising, start + (threshold - start) * sharp_steps / reach_at, 0.0)
+    later = np.flatnonzero(~rising)
+    values[later] = threshold * np.array([after(i) for i in range(len(later))])
+    frame = pd.DataFrame({"step": np.arange(steps + 1)})
+    frame["train/batch_loss"] = np.exp(-frame["step"] / 500) * np.where(frame["step"] % 4, 1, 1.5)
+    sharp = pd.DataFrame({"step": sharp_steps, "hessian/lambda_max": values})
+    if log:
+        sharp["hessian/threshold"] = threshold
+    return frame.merge(sharp, on="step", how="left")
+
+
+def test_detected_when_sharpness_hovers_at_two_over_eta():
+    v = detect("edge_of_stability", table(lambda i: 1 + 0.05 * np.sin(i)), GD)
+    # 0.95 x 20 is first reached at step 675 (2.5 + 17.5 * 675 / 700 = 19.4).
+    assert v.detected and v.threshold == 20.0 and v.crossing_step == 675
+    assert v.fraction_within == 1.0 and v.n_later_samples == 93
+    assert v.loss_rise_fraction == pytest.approx(750 / 3000)
+    assert v.summary == ("sharpness reached 2/eta=20.0 at step 675 and stayed within 10% for "
+                         "100% of 93 later samples; loss rose on 25% of steps")
+
+
+def test_not_detected_when_sharpness_overshoots_and_stays_far():
+    v = detect("edge_of_stability", table(lambda i: 1.5 + 0.2 * np.sin(i)), GD)
+    assert not v.detected and v.crossing_step == 675 and v.fraction_within < 0.5
+    assert v.max_sharpness_ratio == pytest.approx(1.7, abs=0.01)
+    assert "but stayed within 10% for" in v.summary
+
+
+def test_never_reaching_the_threshold():
+    frame = table(lambda i: 1.0)
+    frame["hessian/lambda_max"] *= 0.8
+    v = detect("edge_of_stability", frame, GD)
+    assert not v.detected and v.crossing_step is None and v.fraction_within is None
+    assert v.summary.startswith("sharpness never reached 2/eta=20.0: peaked at 0.80x of it")
+
+
+def test_reached_too_late_to_tell():
+    config = {**GD, "phenomenon": {"name": "edge_of_stability", "min_later_samples": 10}}
+    v = detect("edge_of_stability", table(lambda i: 1.0, reach_at=3000), config)
+    assert not v.detected and v.crossing_step == 2850 and v.n_later_samples == 6
+    assert v.fraction_within == 1.0
+    assert "too late to tell: 6 later samples (need 10)" in v.summary
+
+
+def test_no_hessian_column_and_threshold_from_config():
+    frame = table(lambda i: 1.0)
+    v = detect("edge_of_stability", frame.drop(columns=["hessian/lambda_max"]), GD)
+    assert not v.detected and "no sharpness logged" in v.summary
+    assert v.loss_rise_fraction == pytest.approx(0.25)
+    unlogged = table(lambda i: 1.0, log=False)
+    assert detect("edge_of_stability", unlogged, GD).threshold == pytest.approx(20.0)
+    momentum = {"optim": {"name": "sgd", "lr": 0.1, "momentum": 0.5}}  # (2 + 1) / 0.1 = 30
+    assert detect("edge_of_stability", unlogged, momentum).threshold == pytest.approx(30.0)
+    assert "no stability threshold" in detect("edge_of_stability", unlogged, {}).summary
+
+
+def test_adam_uses_the_preconditioned_sharpness():
+    adam = {"optim": {"name": "adam", "lr": 0.01, "betas": [0.9, 0.999]}}  # 38 / 0.01 = 3800
+    frame = table(lambda i: 1.0, threshold=3800.0, log=False)
+    assert "not logged" in detect("edge_of_stability", frame, adam).summary
+    frame = frame.rename(columns={"hessian/lambda_max": "hessian/precond_lambda_max"})
+    v = detect("edge_of_stability", frame, adam)
+    assert v.detected and v.threshold == pytest.approx(3800.0)
+    assert v.sharpness_metric == "hessian/precond_lambda_max"
+
+
+def test_thresholds_come_from_the_phenomenon_section():
+    config = {**GD, "phenomenon": {"name": "edge_of_stability", "band": 0.01}}
+    assert not detect("edge_of_stability", table(lambda i: 1 + 0.05 * np.sin(i)), config).detected
+
+
+def test_task_is_deterministic_in_its_seed():
+    def build(**kw):
+        return TeacherRegression(TeacherRegressionConfig(dim=7, n_train=50, n_val=10, **kw)).build()
+
+    a, b, c = build(seed=3), build(seed=3), build(seed=4)
+    for split in ("train", "val"):
+        assert all(torch.equal(s, t) for s, t in zip(a[split], b[split]))
+    assert not torch.equal(a["train"][1], c["train"][1])
+    x, y = build(teacher="chebyshev", n_outputs=3)["train"]
+    assert x.dtype == y.dtype == torch.float32 and y.shape == (50, 3)
+    assert torch.allclose(y.mean(0), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(y.std(0), torch.ones(3), atol=1e-5)
+    t = torch.linspace(-2, 2, 9, dtype=torch.float64)
+    assert torch.allclose(chebyshev(t, 3), 4 * t**3 - 3 * t)
+    assert torch.allclose(chebyshev(t, 0), torch.ones_like(t))
+
+
+TINY = ["trainer.max_steps=30", "measure.hessian.every=10", "trainer.eval_every=10",
+        "task.n_train=64", "task.n_val=16", "model.width=16"]
+
+
+def test_cli_run_writes_hessian_columns_and_a_verdict(runs_root):
+    args = [arg for override in TINY for arg in ("--set", override)]
+    result = CliRunner().invoke(app, ["run", "edge_of_stability", *args])
+    assert result.exit_code == 0, result.output
+    run_dir = next(runs_root.glob("edge_of_stability/*/seed=0"))
+    metrics = read_metrics(run_dir)
+    sharp = metrics[["step", "hessian/lambda_max"]].dropna()
+    assert list(sharp["step"]) == [0, 10, 20, 30]
+    assert (metrics["hessian/threshold"].dropna() == 2 / 0.1).all()
+    assert metrics["train/batch_loss"].notna().sum() == 30  # log_every 1
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["phenomenon"] == "edge_of_stability" and verdict["threshold"] == 20.0
+
+
+def test_report_draws_sharpness_against_two_over_eta(tmp_path):
+    grid = "sweep.grid.optim.lr=[0.1, 0.3]"
+    config = load_experiment("edge_of_stability", "quick", [*TINY, grid])
+    sweep_dir = tmp_path / "runs" / "edge_of_stability" / "sweep"
+    for run_dir in prepare_sweep(config, expand(config), sweep_dir):
+        assert execute(RunDir(run_dir), echo=lambda m: None).status == "completed"
+    written = write_report(tmp_path / "runs", tmp_path / "results")
+    assert [p.name for p in written] == ["summary.csv", "sharpness.png"]
+    summary = pd.read_csv(written[0])
+    assert sorted(summary["threshold"]) == pytest.approx([2 / 0.3, 2 / 0.1])
+
+
+@pytest.mark.slow
+def test_quick_profile_reaches_the_edge_of_stability(tmp_path):
+    config = load_experiment("edge_of_stability", "quick", ["optim.lr=0.2"])
+    [run_dir] = prepare_sweep(config, [single(config)], tmp_path / "sweep")
+    result = execute(RunDir(run_dir), echo=lambda m: None)
+    assert result.status == "completed"
+    assert result.verdict["detected"], result.verdict["summary"]

@@ -1,0 +1,89 @@
+"""Ensembles: K members in one vectorized model log what K separate runs log."""
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from dynamics_lab.cli import app
+from dynamics_lab.config import load_experiment
+from dynamics_lab.runner import execute
+from dynamics_lab.sweep import expand, prepare_sweep
+from dynamics_lab.sweep.ensemble import execute_ensemble, group_jobs
+from dynamics_lab.tracking.rundir import RunDir
+
+# float64 makes "equal up to rounding" tight: the vmapped and plain matmuls agree to ~1e-15.
+EXACT = ["trainer.dtype=float64", "logging.wandb=false"]
+
+
+def separate_and_ensemble(tmp_path, overrides):
+    config = load_experiment("grokking", "quick", overrides)
+    separate = prepare_sweep(config, expand(config), tmp_path / "separate")
+    together = prepare_sweep(config, expand(config), tmp_path / "ensemble")
+    for path in separate:
+        assert execute(RunDir(path), echo=lambda *_: None).status == "completed"
+    results = execute_ensemble([RunDir(p) for p in together], echo=lambda *_: None)
+    assert [r.status for r in results] == ["completed"] * len(together)
+    return separate, together
+
+
+def assert_same_metrics(separate, together, tol=1e-10):
+    for a, b in zip(separate, together):
+        expected, got = pd.read_csv(a / "metrics.csv"), pd.read_csv(b / "metrics.csv")
+        assert list(expected.columns) == list(got.columns)
+        assert expected["step"].tolist() == got["step"].tolist()
+        np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=tol, atol=tol)
+        verdict = json.loads((b / "verdict.json").read_text())
+        assert verdict == json.loads((a / "verdict.json").read_text())
+
+
+def test_an_ensemble_of_seeds_equals_separate_runs(tmp_path, tiny_overrides):
+    separate, together = separate_and_ensemble(
+        tmp_path, tiny_overrides + EXACT + ["sweep.grid={}", "sweep.seeds=[0, 1, 2]"])
+    assert_same_metrics(separate, together)
+    meta = json.loads((together[0] / "meta.json").read_text())
+    assert meta["ensemble"]["size"] == 3 and meta["status"] == "completed"
+
+
+def test_minibatches_and_weight_decay_per_member(tmp_path, tiny_overrides):
+    # Each member draws its own minibatch order and decays with its own weight decay.
+    separate, together = separate_and_ensemble(tmp_path, tiny_overrides + EXACT + [
+        "trainer.batch_size=32", "sweep.grid={optim.weight_decay: [0.0, 1.0]}", "sweep.seeds=[3]"])
+    assert_same_metrics(separate, together)
+
+
+def test_jobs_group_runs_that_differ_only_in_seed_or_weight_decay(tmp_path, tiny_overrides):
+    config = load_experiment("grokking", "quick", tiny_overrides + [
+        "sweep.grid={optim.weight_decay: [0.0, 1.0], task.train_fraction: [0.3, 0.5]}",
+        "sweep.seeds=[0, 1]"])
+    dirs = prepare_sweep(config, expand(config), tmp_path / "s")
+    jobs = group_jobs(dirs, 3)
+    assert sorted(map(len, jobs)) == [1, 1, 3, 3]
+    for job in jobs:
+        fractions = {RunDir(p).config()["task"]["train_fraction"] for p in job}
+        assert len(fractions) == 1
+    assert group_jobs(dirs, 1) == [[d] for d in dirs]
+
+
+def test_cli_ensemble_writes_one_run_dir_per_member(runs_root, tiny_overrides):
+    sets = [x for o in tiny_overrides for x in ("--set", o)]
+    result = CliRunner().invoke(app, ["run", "grokking", "--ensemble", "2", "--seed", "5", *sets])
+    assert result.exit_code == 0, result.output
+    members = sorted(p.parent for p in runs_root.rglob("meta.json"))
+    assert [m.name for m in members] == ["seed=5", "seed=6"]
+    for member in members:
+        meta = json.loads((member / "meta.json").read_text())
+        assert meta["status"] == "completed" and meta["ensemble"]["size"] == 2
+        assert pd.read_csv(member / "metrics.csv")["step"].tolist() == [0, 10, 20, 30, 40]
+        assert (member / "verdict.json").exists()
+    manifest = json.loads(next(runs_root.rglob("sweep.json")).read_text())
+    assert manifest["launches"][0]["jobs"][0]["runs"] == ["seed=5", "seed=6"]
+
+
+def test_measurements_in_an_ensemble_are_a_clear_error(runs_root):
+    result = CliRunner().invoke(app, ["run", "grokking", "--ensemble", "2",
+                                      "--set", "measure.hessian={every: 10}"])
+    assert result.exit_code == 2
+    assert "does not run measurements" in result.output and "hessian" in result.output
+    assert not runs_root.exists()

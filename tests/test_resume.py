@@ -1,0 +1,132 @@
+"""Resume: a SIGKILLed run resumes to bit-identical metrics; checkpoint state round-trips."""
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+from typer.testing import CliRunner
+
+from dynamics_lab.cli import app
+from dynamics_lab.config import load_experiment
+from dynamics_lab.runner import execute
+from dynamics_lab.sweep import prepare_sweep, single
+from dynamics_lab.tasks.base import ResidentBatches
+from dynamics_lab.tracking.metrics import LocalMetricsLogger, MetricsFile, read_metrics
+from dynamics_lab.tracking.resume import RandomState
+from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.worker import start_point
+
+# Minibatches, so the resumed run must restore the generator behind the batch order.
+RESUMABLE = ["trainer.batch_size=32", "trainer.max_steps=100", "logging.wandb=false"]
+
+
+def prepared(root, overrides):
+    config = load_experiment("grokking", "quick", overrides)
+    return prepare_sweep(config, [single(config)], root)[0]
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, tiny_overrides, monkeypatch):
+    overrides = tiny_overrides + RESUMABLE
+    reference = prepared(tmp_path / "ref", overrides)
+    killed = prepared(tmp_path / "kill", overrides)
+    assert execute(RunDir(reference), echo=lambda *_: None).status == "completed"
+
+    proc = subprocess.Popen([sys.executable, "-m", "dynamics_lab.worker", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert RunDir(killed).meta["status"] == "running", "the kill must land mid-run"
+
+    # The resumed run continues the same W&B run: the id in meta.json is the resume id.
+    RunDir(killed).update_meta(wandb_id="abc123")
+    seen = {}
+
+    class FakeWandbLogger(LocalMetricsLogger):
+        experiment = SimpleNamespace(id="abc123")
+
+    def fake_wandb_logger(run_dir, config, run_name, group, resume_id=None):
+        seen["resume_id"] = resume_id
+        (tmp_path / "wandb-stub").mkdir(exist_ok=True)
+        return FakeWandbLogger(tmp_path / "wandb-stub"), False
+
+    monkeypatch.setattr("dynamics_lab.tracking.wandb.wandb_enabled", lambda setting: True)
+    monkeypatch.setattr("dynamics_lab.tracking.wandb.make_wandb_logger", fake_wandb_logger)
+    monkeypatch.setattr("dynamics_lab.tracking.wandb.finish_wandb", lambda *args: None)
+    result = CliRunner().invoke(app, ["resume", str(killed)])
+    assert result.exit_code == 0, result.output
+    assert seen["resume_id"] == "abc123"
+
+    meta = json.loads((killed / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["resumed_at_steps"][0] >= 20
+    expected, got = pd.read_csv(reference / "metrics.csv"), pd.read_csv(killed / "metrics.csv")
+    assert got["step"].is_unique
+    pd.testing.assert_frame_equal(expected, got, check_exact=True)
+    assert json.loads((killed / "verdict.json").read_text()) == \
+        json.loads((reference / "verdict.json").read_text())
+
+
+def test_batch_order_resumes_mid_epoch_despite_prefetching():
+    x, y = torch.arange(100.0), torch.arange(100)
+    reference = [b[1].tolist() for b in itertools.islice(iter(ResidentBatches(x, y, 32, 5)), 24)]
+    for consumed in range(0, 18):
+        stream = ResidentBatches(x, y, 32, 5)
+        batches = iter(stream)
+        for _ in range(consumed + 2):  # Lightning has fetched ahead of training
+            next(batches)
+        resumed = ResidentBatches(x, y, 32, 5, stream.state_at(consumed))
+        got = [b[1].tolist() for b in itertools.islice(iter(resumed), 6)]
+        assert got == reference[consumed : consumed + 6]
+
+
+def test_random_state_round_trips_through_a_checkpoint():
+    callback = RandomState()
+    saved = callback.state_dict()
+    torch.save(saved, "/dev/null")  # plain tensors and values: loadable with weights_only
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    callback.load_state_dict(saved)
+    callback.on_train_start(None, None)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert first[2] == again[2]
+
+
+def fake_checkpoint(run, step):
+    run.checkpoint_dir.mkdir()
+    torch.save({"global_step": step}, run.checkpoint_dir / "last.ckpt")
+
+
+def test_a_killed_run_continues_from_its_checkpoint(tmp_path, tiny_overrides):
+    run = RunDir(prepared(tmp_path / "s", tiny_overrides))
+    metrics = MetricsFile(run.metrics_path)
+    for step in range(0, 40, 10):
+        metrics.log({"train/loss": 1.0 / (step + 1)}, step=step)
+    fake_checkpoint(run, 20)
+    run.update_meta(status="killed")
+    assert start_point(run) == str(run.checkpoint_dir / "last.ckpt")
+    assert read_metrics(run.path)["step"].tolist() == [0, 10, 20]
+    assert run.meta["resumed_at_steps"] == [20]
+
+
+def test_a_failed_run_starts_afresh(tmp_path, tiny_overrides):
+    run = RunDir(prepared(tmp_path / "s", tiny_overrides))
+    MetricsFile(run.metrics_path).log({"train/loss": 1.0}, step=0)
+    fake_checkpoint(run, 20)
+    run.update_meta(status="failed", error="boom", wandb_id="old")
+    assert start_point(run) is None
+    meta = run.meta
+    assert meta["status"] == "pending" and meta["attempts"] == 2
+    assert "error" not in meta and "wandb_id" not in meta
+    assert not run.metrics_path.exists() and not run.checkpoint_dir.exists()

@@ -2,12 +2,19 @@
 
 Trains the quick `edge_of_stability` config (GD, eta=0.2, 2/eta=10) in-process, keeps checkpoints
 past the onset of the edge of stability, and at each one prints:
-- HVP time / gradient time (forward + backward of the same loss, as training pays it);
+- HVP time / gradient time (forward + backward of the same loss, as training pays it) for each
+  of linalg's HVP methods: reuse (the gradient graph built once per operator; its one-off build
+  is not in this ratio, it is in the solver wall times below), func, double_backward;
 - matvecs and wall time for the top eigenvalue at tol=1e-3 from our Lanczos (cold, and warm from
   the top eigenvector 25 steps earlier, as the callback does), pyhessian's power iteration
   (`eigenvalues(top_n=1, tol=1e-3)`) and scipy's ARPACK `eigsh(which='LA', tol=1e-3)` over the
-  same HVP, each with the relative error it actually reached against Lanczos at tol=1e-10;
-then the wall time of the whole quick run with and without sharpness every 50 steps.
+  same HVP (linalg's default, "auto"), each with the relative error it actually reached against
+  Lanczos at tol=1e-10; Lanczos walls include building the operator's graph;
+- the same warm Lanczos in float32 at the same parameters, which is what the quick run (float32
+  training) logs, with its error against the float64 reference;
+then the wall time of the whole quick run with and without sharpness every 50 steps (runs
+alternate, best of N), and, less sensitive to other processes on a shared machine, the time the
+callback spent measuring inside the "with" run against the rest of that same run.
 Curvature is compared in float64 (a tight reference needs it); training runs in float32.
 Usage: .venv/bin/python benchmarks/curvature.py [--steps 400 800] [--overhead-repeats 0]
 """
@@ -15,6 +22,8 @@ Usage: .venv/bin/python benchmarks/curvature.py [--steps 400 800] [--overhead-re
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import math
 import os
 import statistics
@@ -43,7 +52,7 @@ from dynamics_lab.module import build_optimizer  # noqa: E402
 from dynamics_lab.registry import MODELS, TASKS  # noqa: E402
 
 TOL, LR, WARM_GAP = 1e-3, 0.2, 25
-METHODS = ("double_backward", "func")  # the first is what the EoS config measures with
+METHODS = ("reuse", "func", "double_backward")
 
 
 def build(config):
@@ -79,37 +88,9 @@ def timed(fn, repeats: int = 1):
     return out, statistics.median(times)
 
 
-class GraphReuseHVP:
-    """H v as one backward through a gradient graph built once (pyhessian's scheme).
-
-    Not in linalg: the graph pins the probe batch's activations in memory and is valid only
-    until the parameters change; it is here to show what a per-measurement cached operator
-    would save over linalg's HVP, which redoes forward and backward at every matvec.
-    """
-
-    def __init__(self, model, batch):
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.dim = sum(p.numel() for p in self.params)
-        self.dtype = self.params[0].dtype
-        with torch.enable_grad():
-            loss = squared(model(batch[0]), batch[1])
-            self.grads = torch.autograd.grad(loss, self.params, create_graph=True)
-
-    def __call__(self, v):
-        parts = [c.view_as(p) for c, p in zip(v.split([p.numel() for p in self.params]),
-                                               self.params)]
-        hv = torch.autograd.grad(self.grads, self.params, grad_outputs=parts, retain_graph=True)
-        return torch.cat([h.reshape(-1) for h in hv])
-
-
-def operators(model, batch) -> dict:
-    return {**{m: hessian_vector_product(model, squared, batch, method=m) for m in METHODS},
-            "graph reuse": GraphReuseHVP(model, batch)}
-
-
 def hvp_over_grad(model, batch, repeats: int = 30) -> dict[str, float]:
     """Median HVP time / median gradient time per operator, calls interleaved against drift."""
-    ops = operators(model, batch)
+    ops = {m: hessian_vector_product(model, squared, batch, method=m) for m in METHODS}
     v = torch.randn(ops[METHODS[0]].dim, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(1)).to(ops[METHODS[0]].dtype)
 
@@ -118,10 +99,12 @@ def hvp_over_grad(model, batch, repeats: int = 30) -> dict[str, float]:
         squared(model(batch[0]), batch[1]).backward()
 
     times: dict[str, list[float]] = {name: [] for name in ["grad", *ops]}
-    for _ in range(repeats + 1):  # the first round warms up (torch.func traces)
+    for _ in range(repeats + 1):  # the first round warms up (torch.func traces, reuse builds)
         for name, fn in [("grad", grad), *((n, lambda op=op: op(v)) for n, op in ops.items())]:
             times[name].append(timed(fn)[1])
     model.zero_grad(set_to_none=True)
+    for op in ops.values():
+        op.release()
     t_grad = statistics.median(times.pop("grad")[1:])
     return {name: statistics.median(t[1:]) / t_grad for name, t in times.items()}
 
@@ -160,45 +143,86 @@ def power_oracle(hvp, exact: float, max_iter: int = 500) -> float:
     return math.nan
 
 
+def measured_top(model, batch, v0):
+    """What the callback does per measurement: a fresh operator, Lanczos at TOL, release."""
+    with hessian_vector_product(model, squared, batch) as hvp:
+        return lanczos(hvp, hvp.dim, tol=TOL, v0=v0, dtype=hvp.dtype)
+
+
 def compare_solvers(model, batch, warm_vector) -> tuple[dict, float]:
     """({solver: (matvecs, rel. error, wall s, oracle matvecs to TOL)}, reference) at a checkpoint."""
-    hvp = hessian_vector_product(model, squared, batch, method=METHODS[0])
+    hvp = hessian_vector_product(model, squared, batch)
     ref = lanczos(hvp, hvp.dim, tol=1e-10, max_iter=400, dtype=hvp.dtype)
     exact = float(ref.eigenvalues[0])
     cold = random_vector(hvp.dim, default_generator(), dtype=hvp.dtype)
+    model32 = copy.deepcopy(model).float()
+    batch32 = tuple(t.float() for t in batch)
     runs = {
-        "lanczos (cold)": (lambda: lanczos(hvp, hvp.dim, tol=TOL, v0=cold), cold),
-        "lanczos (warm)": (lambda: lanczos(hvp, hvp.dim, tol=TOL, v0=warm_vector), warm_vector),
+        "lanczos (cold)": (lambda: measured_top(model, batch, cold), cold),
+        "lanczos (warm)": (lambda: measured_top(model, batch, warm_vector), warm_vector),
+        "lanczos float32 (warm)": (lambda: measured_top(model32, batch32, warm_vector), None),
         "pyhessian power": (lambda: pyhessian_top_eigenpairs(model, squared, batch, 1, 100, TOL),
-                            None),
+                            hvp),
     }
     out = {}
     for name, (fn, v0) in runs.items():
         result, wall = timed(fn)
-        oracle = lanczos_oracle(hvp, v0, exact) if v0 is not None else power_oracle(
-            GraphReuseHVP(model, batch), exact)
+        if v0 is None:
+            oracle = math.nan
+        elif v0 is hvp:
+            oracle = power_oracle(hvp, exact)
+        else:
+            oracle = lanczos_oracle(hvp, v0, exact)
         out[name] = (result.n_matvec, abs(float(result.eigenvalues[0]) / exact - 1), wall, oracle)
     (value, matvecs), wall = timed(lambda: scipy_top(hvp))
     out["scipy eigsh (ARPACK)"] = (matvecs, abs(value / exact - 1), wall, math.nan)
+    hvp.release()
     return out, exact
 
 
-def overhead(every: int, repeats: int) -> tuple[float, float]:
-    """Fastest wall time of the quick run (eta=LR) without / with sharpness every `every` steps;
-    the two alternate so that load from other processes hits both alike."""
+@contextlib.contextmanager
+def timing_measurements(totals: list[float]):
+    """Adds the wall time of every HessianSpectrum measurement (Measurement.run) to `totals`."""
+    from dynamics_lab.measure.hessian import HessianSpectrum
+
+    original = HessianSpectrum.run
+
+    def run(self, trainer, pl_module):
+        t0 = time.perf_counter()
+        original(self, trainer, pl_module)
+        totals.append(time.perf_counter() - t0)
+
+    HessianSpectrum.run = run
+    try:
+        yield
+    finally:
+        del HessianSpectrum.run  # back to the inherited Measurement.run
+
+
+def overhead(every: int, repeats: int) -> tuple[float, float, float, float]:
+    """Fastest wall time of the quick run (eta=LR) without / with sharpness every `every` steps
+    (the two alternate so that load from other processes hits both alike), the smallest in-run
+    share: measuring time / (wall - measuring time) of one "with" run, and its mean matvecs."""
     from dynamics_lab.runner import execute
     from dynamics_lab.sweep import prepare_sweep, single
+    from dynamics_lab.tracking.metrics import read_metrics
     from dynamics_lab.tracking.rundir import RunDir
 
     walls: dict[str, list[float]] = {"without": [], "with": []}
+    shares = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
             for key, measure in [("without", "measure.hessian=null"),
                                  ("with", f"measure.hessian.every={every}")]:
                 config = load_experiment("edge_of_stability", "quick", [f"optim.lr={LR}", measure])
                 [run_dir] = prepare_sweep(config, [single(config)], Path(tmp) / f"{key}{i}")
-                walls[key].append(execute(RunDir(run_dir), echo=lambda m: None).wall_time_s)
-    return min(walls["without"]), min(walls["with"])
+                totals: list[float] = []
+                with timing_measurements(totals):
+                    walls[key].append(execute(RunDir(run_dir), echo=lambda m: None).wall_time_s)
+                if key == "with":
+                    shares.append(sum(totals) / (walls[key][-1] - sum(totals)))
+                    matvecs = read_metrics(run_dir)["hessian/matvecs"].mean()
+    return min(walls["without"]), min(walls["with"]), min(shares), matvecs
 
 
 def median_row(rows: list[tuple]) -> list[float]:
@@ -208,7 +232,7 @@ def median_row(rows: list[tuple]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[400, 600, 800, 1000, 1200])
-    parser.add_argument("--overhead-repeats", type=int, default=1, help="0 skips the overhead runs")
+    parser.add_argument("--overhead-repeats", type=int, default=3, help="0 skips the overhead runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_experiment("edge_of_stability", "quick", [f"optim.lr={LR}"])
@@ -234,10 +258,15 @@ def main() -> None:
         for name, row in rows.items():
             table.setdefault(name, []).append(row)
     print("\nHVP time / gradient time (forward+backward), median over checkpoints (target <= 2.5):")
+    auto = hessian_vector_product(model, squared, (x, y))
+    auto(torch.zeros(auto.dim, dtype=auto.dtype))
+    auto.release()
+    notes = {"reuse": "ours (reuse): pyhessian's scheme", "func": "forward-over-reverse",
+             "double_backward": "forward + 2 backwards per matvec"}
     for name, values in ratios.items():
-        note = "  <- linalg default ('auto')" if name == "func" else (
-            "  <- EoS config (hvp_method)" if name == METHODS[0] else "  (pyhessian's scheme)")
-        print(f"  {name:16} {statistics.median(values):5.2f}{note}")
+        picked = f"; linalg 'auto' and EoS config ({config.measure['hessian'].hvp_method})" \
+            if name == auto.method else ""
+        print(f"  {name:16} {statistics.median(values):5.2f}  ({notes[name]}{picked})")
     print(f"\n{'top eigenvalue at tol=1e-3':24} {'matvecs':>7} {'rel.err':>8} {'wall ms':>8} "
           f"{'vs lanczos':>10} {'matvecs to 1e-3 err':>20}")
     base = median_row(table["lanczos (cold)"])
@@ -249,10 +278,12 @@ def main() -> None:
     print(f"(medians over {len(args.steps)} checkpoints; rel.err against Lanczos at tol=1e-10; "
           "target: lanczos <= 30 matvecs)")
     if args.overhead_repeats:
-        without, with_ = overhead(50, args.overhead_repeats)
-        print(f"\nquick run (eta={LR}, {config.trainer.max_steps} steps, best of "
+        without, with_, share, matvecs = overhead(50, args.overhead_repeats)
+        print(f"\nquick run (eta={LR}, {config.trainer.max_steps} steps, float32, best of "
               f"{args.overhead_repeats}): {without:.1f}s without, {with_:.1f}s with sharpness "
-              f"every 50 steps: overhead {with_ / without - 1:.0%} (target <= 30%)")
+              f"every 50 steps: overhead {with_ / without - 1:.0%} (target <= 30%); "
+              f"in-run: measuring / rest of the run {share:.0%}, {matvecs:.1f} matvecs per "
+              "measurement (warm-started from the previous one)")
 
 
 if __name__ == "__main__":

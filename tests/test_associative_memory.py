@@ -127,7 +127,8 @@ def test_recall_buckets_and_population_error_by_hand():
     wrong = [3, 4, 6, 7, 8, 9]
     assert metrics["memory/population_error"] == pytest.approx(float(p[wrong].sum()))
     # Orthonormal embeddings: a stored token is always recalled, an unstored one never is.
-    assert metrics["memory/population_error_seen"] == pytest.approx(float(p[[2, 4, 5, 7, 8, 9]].sum()))
+    unseen = [2, 4, 5, 7, 8, 9]
+    assert metrics["memory/population_error_seen"] == pytest.approx(float(p[unseen].sum()))
     assert metrics["memory/population_error_top_k"] == pytest.approx(float(p[2:].sum()))  # k = 2
     assert metrics["memory/population_error_frequency"] == metrics["memory/population_error_seen"]
 
@@ -170,7 +171,8 @@ def test_theory_exponents():
     assert theory_exponent("top_k", "d", 2.0) == 1.0
     assert theory_exponent("frequency", "d", 2.0) == 0.25
     assert theory_exponent("seen", "T", 2.0) == theory_exponent("top_k", "T", 2.0) == 0.5
-    assert theory_exponent("trained", "d", 2.0) is None and theory_exponent("seen", "d", 2.0) is None
+    assert theory_exponent("trained", "d", 2.0) is None
+    assert theory_exponent("seen", "d", 2.0) is None
 
 
 def test_sweep_fit_uses_the_right_slices_and_windows():

@@ -1,6 +1,8 @@
 """Hessian-vector products against dense Hessians from torch.func.hessian, and their side effects."""
 
+import gc
 import itertools
+import weakref
 
 import pytest
 import torch
@@ -64,7 +66,7 @@ def case(request):
     return model, loss_fn, batch, dense_hessian(model, loss_fn, batch)
 
 
-@pytest.mark.parametrize("method", ["func", "double_backward", "auto"])
+@pytest.mark.parametrize("method", ["reuse", "func", "double_backward", "auto"])
 @pytest.mark.parametrize("chunk_size", [None, 8])
 def test_hvp_matches_dense(case, method, chunk_size):
     model, loss_fn, batch, h = case
@@ -73,7 +75,9 @@ def test_hvp_matches_dense(case, method, chunk_size):
     for _ in range(2):
         v = torch.randn(hvp.dim, generator=g, dtype=torch.float64)
         torch.testing.assert_close(hvp(v), h @ v, rtol=1e-10, atol=1e-12)
-    assert hvp.method == ("func" if method == "auto" else method)
+    # auto reuses one graph when unchunked; with 5 chunks reuse would hold all 5 graphs at once.
+    auto = "reuse" if chunk_size is None else "func"
+    assert hvp.method == (auto if method == "auto" else method)
 
 
 def test_chunked_equals_unchunked(case):
@@ -153,18 +157,19 @@ class CustomTanhNet(nn.Module):
         return self.out(OldStyleTanh.apply(self.inp(x)))
 
 
-def test_auto_falls_back_to_double_backward():
+@pytest.mark.parametrize("chunk_size, chosen", [(None, "reuse"), (7, "double_backward")])
+def test_auto_handles_models_torch_func_refuses(chunk_size, chosen):
     reference, batch = mlp([4, 8, 1]), data(20, 4)
     model = CustomTanhNet(reference)
     v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
     with pytest.raises(RuntimeError, match="setup_context"):
         hessian_vector_product(model, mse, batch, method="func")(v)
-    hvp = hessian_vector_product(model, mse, batch, method="auto")
+    hvp = hessian_vector_product(model, mse, batch, chunk_size=chunk_size, method="auto")
     torch.testing.assert_close(hvp(v), dense_hessian(reference, mse, batch) @ v)
-    assert hvp.method == "double_backward"
+    assert hvp.method == chosen  # chunked: func fails on the first call, double backward takes over
 
 
-@pytest.mark.parametrize("method", ["func", "double_backward"])
+@pytest.mark.parametrize("method", ["reuse", "func", "double_backward"])
 def test_zero_hessian_of_linear_loss(method):
     model, batch = nn.Linear(3, 1).double(), data(6, 3)
     hvp = hessian_vector_product(model, lambda out, y: out.mean(), batch, method=method)
@@ -172,7 +177,7 @@ def test_zero_hessian_of_linear_loss(method):
 
 
 @pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("method", ["func", "double_backward"])
+@pytest.mark.parametrize("method", ["reuse", "func", "double_backward"])
 def test_no_side_effects_on_grads_mode_params(training, method):
     model, batch = mlp([4, 16, 1]), data(20, 4)
     model.train(training)
@@ -192,14 +197,19 @@ def test_no_side_effects_on_grads_mode_params(training, method):
         assert torch.equal(p, params[n]) and p.requires_grad
 
 
-def test_batchnorm_buffers_untouched_in_train_mode():
+@pytest.mark.parametrize("method", ["auto", "func"])
+def test_batchnorm_buffers_untouched_in_train_mode(method):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1)).double()
     model.train()
     buffers = {n: b.clone() for n, b in model.named_buffers()}
-    hvp = hessian_vector_product(model, mse, data(16, 4))
-    hv = hvp(torch.ones(hvp.dim, dtype=torch.float64))
-    assert hvp.method == "func" and torch.isfinite(hv).all()
+    batch = data(16, 4)
+    hvp = hessian_vector_product(model, mse, batch, method=method)
+    v = torch.ones(hvp.dim, dtype=torch.float64)
+    hv = hvp(v)
+    assert hvp.method == ("reuse" if method == "auto" else method) and torch.isfinite(hv).all()
+    reference = hessian_vector_product(model, mse, batch, method="double_backward")(v)
+    torch.testing.assert_close(hv, reference)
     for n, b in model.named_buffers():
         assert torch.equal(b, buffers[n])
     assert model.training
@@ -215,3 +225,66 @@ def test_cuda_hvp_matches_cpu():
     out = hvp(v.cuda())
     assert out.is_cuda
     torch.testing.assert_close(out.cpu(), expected)
+
+
+class CountingLoss:
+    """mse counting its calls: a reuse operator evaluates the loss only when it builds a graph."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, out, y):
+        self.calls += 1
+        return mse(out, y)
+
+
+@pytest.mark.parametrize("chunk_size, n_chunks", [(None, 1), (8, 5)])
+def test_reuse_builds_once_and_repeats_exactly(chunk_size, n_chunks):
+    model, batch = mlp([4, 16, 16, 1]), data(37, 4)
+    h = dense_hessian(model, mse, batch)
+    loss = CountingLoss()
+    hvp = hessian_vector_product(model, loss, batch, chunk_size=chunk_size, method="reuse")
+    assert loss.calls == 0  # built lazily, on the first matvec
+    g = torch.Generator().manual_seed(0)
+    vs = [torch.randn(hvp.dim, generator=g, dtype=torch.float64) for _ in range(3)]
+    first = [hvp(v) for v in vs]
+    again = [hvp(v) for v in reversed(vs)][::-1]
+    assert loss.calls == n_chunks  # one forward per chunk for all six matvecs
+    for v, a, b in zip(vs, first, again):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, h @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_reuse_rebuilds_after_in_place_parameter_update():
+    model, batch = mlp([4, 16, 1]), data(30, 4)
+    loss = CountingLoss()
+    hvp = hessian_vector_product(model, loss, batch, method="reuse")
+    v = torch.randn(hvp.dim, dtype=torch.float64)
+    before = hvp(v)
+    with torch.no_grad():  # what an optimizer step does
+        for p in model.parameters():
+            p.mul_(1.5)
+    after = hvp(v)
+    assert loss.calls == 2 and not torch.allclose(before, after)
+    torch.testing.assert_close(after, dense_hessian(model, mse, batch) @ v)
+    model.load_state_dict({k: t * 2 for k, t in model.state_dict().items()})
+    torch.testing.assert_close(hvp(v), dense_hessian(model, mse, batch) @ v)
+    assert loss.calls == 3
+
+
+def test_release_frees_the_graph_and_context_manager_releases():
+    model, batch = mlp([4, 16, 1]), data(30, 4)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    with hessian_vector_product(model, mse, batch) as hvp:
+        expected = hvp(v)
+        graph_head = weakref.ref(hvp._graph._outputs[0])  # holds the activations alive
+    gc.collect()
+    assert graph_head() is None and not hvp._graph.built
+    torch.testing.assert_close(hvp(v), expected, rtol=0, atol=0)  # a released operator rebuilds
+    hvp.release()
+    assert not hvp._graph.built
+
+
+def test_unknown_method_rejected():
+    with pytest.raises(ValueError, match="reuse"):
+        hessian_vector_product(mlp([3, 4, 2]), mse, data(5, 3), method="graph")

@@ -246,3 +246,82 @@ def test_density_with_pyhessian_is_a_config_error():
     with pytest.raises(ConfigError, match="backend"):
         HessianSpectrum(backend="arpack")
     assert math.isclose(HessianSpectrum(backend="pyhessian").config.tol, 1e-3)
+
+
+class Recorder:
+    """Stands in for hessian_vector_product inside the callback and keeps every operator built."""
+
+    def __init__(self, build):
+        self.build, self.operators = build, []
+
+    def __call__(self, *args, **kwargs):
+        self.operators.append(self.build(*args, **kwargs))
+        return self.operators[-1]
+
+
+class CountingSquared:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, out, y):
+        self.calls += 1
+        return squared(out, y)
+
+
+@pytest.mark.parametrize("optim", [OptimConfig(name="gd", lr=0.05),
+                                   OptimConfig(name="adam", lr=0.01, betas=(0.9, 0.99))])
+def test_fresh_reused_operator_per_measurement_released_after(tmp_path, monkeypatch, optim):
+    import dynamics_lab.measure.hessian as hessian_module
+
+    recorder = Recorder(hessian_module.hessian_vector_product)
+    monkeypatch.setattr(hessian_module, "hessian_vector_product", recorder)
+    loss = CountingSquared()
+    cb = HessianSpectrum(every=EVERY, tol=1e-10, probe_size=64, trace=5, loss_fn=loss)
+    _, _, ref, logger = fit(tmp_path, cb, optim)
+    ops = recorder.operators
+    assert len(ops) == 3 and len({id(op) for op in ops}) == 3  # steps 0, 2 and the end (4)
+    assert all(op.method == "reuse" and not op._graph.built for op in ops)
+    # One forward per measurement, though eigensolver, trace and (Adam, step 2 on) the
+    # preconditioned sharpness run dozens of matvecs on the operator.
+    assert loss.calls == 3
+    logged = logger.at(2)
+    assert logged["hessian/matvecs"] > 1 and "hessian/trace" in logged
+    assert abs(logged["hessian/lambda_max"] - ref.dense[2][0].item()) <= 1e-5 * ref.dense[2][0]
+    if optim.name == "adam":
+        got = logged["hessian/precond_lambda_max"]
+        assert abs(got - ref.precond[2].item()) <= 1e-5 * abs(ref.precond[2].item())
+
+
+class InnerFloat64Module(L.LightningModule):
+    """A user's plain module that casts only its network: `pl_module.dtype` stays float32."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.model, self.loss_fn = net.double(), squared
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return squared(self.model(x.double()), y.double())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def test_plain_module_with_float64_network_in_float32_trainer(tmp_path):
+    torch.manual_seed(0)
+    task = TeacherRegression(TeacherRegressionConfig(dim=3, n_outputs=2, n_train=16, n_val=4))
+    task.setup()
+    module = InnerFloat64Module(MLP(MLPConfig(width=5, depth=1, activation="tanh"), task.spec))
+    assert module.dtype == torch.float32 and next(module.parameters()).dtype == torch.float64
+    ref, logger = Reference(), ListLogger()
+    cb = HessianSpectrum(every=EVERY, tol=1e-10, probe_size=64)
+    trainer = L.Trainer(
+        max_steps=STEPS, precision="32-true", accelerator="cpu", logger=logger,
+        callbacks=[Before(ref), cb, After(ref)], limit_val_batches=0, num_sanity_val_steps=0,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=task)
+    for step, dense in ref.dense.items():
+        logged = logger.at(step)
+        assert "hessian/failed" not in logged
+        assert abs(logged["hessian/lambda_max"] - dense[0].item()) <= 1e-5 * abs(dense[0].item())

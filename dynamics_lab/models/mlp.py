@@ -54,7 +54,7 @@ class MLPConfig(NamedSection):
 
 
 class ScaledLinear(nn.Linear):
-    """nn.Linear applying fixed multipliers: y = x (m_w W)^T + m_b b (plain Linear when both are 1)."""
+    """nn.Linear with fixed multipliers: y = x (m_w W)^T + m_b b (plain Linear when both are 1)."""
 
     weight_multiplier: float = 1.0
     bias_multiplier: float = 1.0

@@ -3,7 +3,8 @@ drops suddenly, while the first layer's weight concentrates on the relevant coor
 
 Reads `loss_column` (default val/loss, the population loss on fresh samples), `val/acc` and
 `mass_column` (default features/relevant_mass_top10, the top-decile neurons' relevant mass):
-  plateau value   median loss over the first `reference_evals` evaluations
+  plateau value   median loss over the first `reference_evals` evaluations, stopping at the
+                  first one outside `plateau_band` (relative) of the initial loss
   plateau         from the first step within `plateau_band` (relative) of that value to the last
                   such step before the drop
   drop step       first step the loss <= drop_fraction * plateau value, or val/acc >=
@@ -72,12 +73,12 @@ class HiddenProgress(Detector):
         loss = (metrics[["step", config.loss_column]].dropna()
                 if config.loss_column in metrics else pd.DataFrame(columns=["step", "x"]))
         loss.columns = ["step", "loss"]
-        plateau = float(loss["loss"].head(config.reference_evals).median()) if len(loss) else None
+        plateau = self.plateau_value(loss["loss"], config)
         drop = start = end = None
         if plateau is not None:
-            steps = [s for s in (first_step(loss, "loss", config.drop_fraction * plateau,
-                                            above=False),
-                                 first_step(metrics, "val/acc", config.acc_threshold)) if s is not None]
+            candidates = (first_step(loss, "loss", config.drop_fraction * plateau, above=False),
+                          first_step(metrics, "val/acc", config.acc_threshold))
+            steps = [s for s in candidates if s is not None]
             drop = min(steps) if steps else None
             within = loss[(loss["loss"] - plateau).abs() <= config.plateau_band * plateau]
             before = within[within["step"] < drop] if drop is not None else within
@@ -98,6 +99,15 @@ class HiddenProgress(Detector):
         verdict.summary = self.summary(verdict, config, long_plateau, rising,
                                        int(loss["step"].iloc[-1]) if len(loss) else None)
         return verdict
+
+    @staticmethod
+    def plateau_value(loss: pd.Series, config: HiddenProgressConfig) -> Optional[float]:
+        """Median of the first evaluations that stay within the band of the initial loss."""
+        if loss.empty:
+            return None
+        first = loss.head(config.reference_evals)
+        inside = (first - first.iloc[0]).abs() <= config.plateau_band * abs(first.iloc[0])
+        return float(first[inside.cummin()].median())
 
     @staticmethod
     def summary(v: HiddenProgressVerdict, config: HiddenProgressConfig, long_plateau: bool,

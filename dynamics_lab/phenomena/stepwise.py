@@ -112,7 +112,7 @@ def theory_half_times(singular_values: list[float], lr: float, init_scale: float
 
 
 def theory_for(experiment: dict, targets: list[float]) -> tuple[Optional[list], str]:
-    """Predicted step times when the run is plain full-batch GD on a deep linear net, and why not."""
+    """Predicted step times if the run is plain full-batch GD on a deep linear net; else why not."""
     model, optim = experiment.get("model") or {}, experiment.get("optim") or {}
     trainer = experiment.get("trainer") or {}
     if model.get("name") != "deep_linear":

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from matplotlib.ticker import FixedLocator, NullLocator
+
 from dynamics_lab.phenomena.scaling import ESTIMATORS, scaling_fits
 from dynamics_lab.report.figures import save
 from dynamics_lab.tracking.metrics import read_metrics
@@ -50,8 +52,13 @@ def scaling_figure(table: pd.DataFrame, fits: pd.DataFrame, windows: dict, path:
             ax.loglog(points.index[inside], points[inside], marker, color=color, ms=5)
             ax.loglog(points.index[~inside], points[~inside], marker, color=color, ms=5,
                       mfc="none", alpha=0.6)
-            fit = fits[(fits["estimator"] == estimator) & (fits["axis"] == axis)] if len(fits) else []
+            fit = (fits[(fits["estimator"] == estimator) & (fits["axis"] == axis)]
+                   if len(fits) else [])
             label = estimator
+            if not len(fit):
+                # Drawn, not fitted: no power law is expected along this axis at these sizes.
+                ax.loglog(points.index, points, ":", color=color, lw=0.9)
+                label += ": not fitted (other bottleneck)"
             if len(fit):
                 f = fit.iloc[0]
                 xs = np.array([points.index[inside].min(), points.index[inside].max()], float)
@@ -67,6 +74,9 @@ def scaling_figure(table: pd.DataFrame, fits: pd.DataFrame, windows: dict, path:
             ax.plot([], [], marker + "-", color=color, label=label)
         ax.set_xlabel(axis)
         ax.set_ylabel("population error")
+        ax.xaxis.set_major_locator(FixedLocator(sorted(table[axis].unique())))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, title="exponent [95% CI]", title_fontsize=7)
         limit = "memory-limited" if axis == "d" else "data-limited"

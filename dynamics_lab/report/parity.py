@@ -9,6 +9,9 @@ import pandas as pd
 from dynamics_lab.report.figures import plt, save
 from dynamics_lab.tracking.metrics import read_metrics
 
+MASSES = (("features/relevant_mass_top10", "relevant mass, top 10%", "tab:red"),
+          ("features/relevant_mass", "relevant mass, mean", "tab:purple"))
+
 
 def _runs(table: pd.DataFrame, sweep_dir: Path, axes: list[str], limit: int = 6) -> list:
     """(label, metrics, verdict row) for up to `limit` finished runs of the lowest seed."""
@@ -27,15 +30,17 @@ def _runs(table: pd.DataFrame, sweep_dir: Path, axes: list[str], limit: int = 6)
 def concentration_panels(runs: list, path: Path) -> Path:
     """Per run: test loss (left) and relevant mass, mean and top decile (right); drop marked."""
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
+    drops = [row.get("drop_step") for _, _, row in runs if pd.notna(row.get("drop_step"))]
+    last = max(float(frame["step"].max()) for _, frame, _ in runs)
+    # Zoom on the plateau and the drop: what follows a drop is a flat line.
+    right = min(last, 2 * max(drops)) if drops else last
     for ax, (label, frame, row) in zip(axes[0], runs):
         lines = []
         if "val/loss" in frame:
             data = frame[["step", "val/loss"]].dropna()
             lines += ax.plot(data["step"], data["val/loss"], color="tab:blue", label="test loss")
         twin = ax.twinx()
-        for column, name, color in (("features/relevant_mass_top10", "relevant mass, top 10%",
-                                     "tab:red"),
-                                    ("features/relevant_mass", "relevant mass, mean", "tab:purple")):
+        for column, name, color in MASSES:
             if column in frame:
                 data = frame[["step", column]].dropna()
                 lines += twin.plot(data["step"], data[column], color=color, label=name)
@@ -46,6 +51,7 @@ def concentration_panels(runs: list, path: Path) -> Path:
         verdict = "hidden progress" if row.get("detected") is True else "no hidden progress"
         ax.set_title(f"{label}\n{verdict}", fontsize=9)
         ax.set_xlabel("step")
+        ax.set_xlim(0, right)
         ax.grid(alpha=0.3)
         if ax is axes[0][0]:
             ax.set_ylabel("test loss")

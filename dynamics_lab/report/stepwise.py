@@ -80,20 +80,21 @@ def mode_figure(runs, cols, rows, col, row, path: Path) -> Path:
             if column not in frame:
                 continue
             data = frame[["step", column]].dropna()
-            ax.plot(data["step"], data[column], color=color, lw=1.4, label=f"mode {k} (s={s:g})")
-            ax.axhline(s, color=color, ls=":", lw=0.8)
+            ax.plot(data["step"], data[column] / s, color=color, lw=1.4,
+                    label=f"mode {k} (s={s:g})")
             if k < len(theory) and theory[k] is not None:
                 ax.axvline(theory[k], color=color, ls="--", lw=0.9)
             if k < len(observed) and observed[k] is not None:
-                ax.plot([observed[k]], [s / 2], "o", color=color, ms=4)
+                ax.plot([observed[k]], [0.5], "o", color=color, ms=4)
+        ax.axhline(1.0, color="k", ls=":", lw=0.8)
         ax.set_xlim(0, _xlim(r, frame))
         ax.grid(alpha=0.3)
         ax.set_xlabel("step", fontsize=8)
         _title(ax, col, cv, row, rv, r)
-    axes[0][0].set_ylabel("u_i^T W v_i")
+    axes[0][0].set_ylabel("u_i^T W v_i / s_i")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("mode strengths; dots: observed half-way steps, dashed: small-init theory",
-                 fontsize=10)
+    fig.suptitle("mode strengths relative to their targets; dots: observed half-way steps, "
+                 "dashed: small-init theory", fontsize=10)
     return save(fig, path)
 
 
@@ -110,22 +111,26 @@ def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
             ax.axis("off")
             continue
         data = frame[["step", column]].dropna()
+        right = _xlim(r, frame)
         ax.plot(data["step"], data[column], color="k", lw=1.2)
+        shown = data[column][(data["step"] <= right) & (data[column] > 0)]
+        if len(shown):
+            ax.set_ylim(shown.min() / 2, shown.max() * 2)
         for lo, hi in r.get("plateaus") if isinstance(r.get("plateaus"), list) else []:
             ax.axvspan(lo, hi, color="tab:blue", alpha=0.12)
         for t in _finite(r.get("loss_step_times")):
             ax.axvline(t, color="tab:red", lw=0.9, ls="--")
         ax.set_yscale("log")
-        ax.set_xlim(0, _xlim(r, frame))
+        ax.set_xlim(0, right)
         ax.grid(alpha=0.3)
         ax.set_xlabel("step", fontsize=8)
         parts = [f"{a.rsplit('.', 1)[-1]}={v:g}" for a, v in ((col, cv), (row, rv)) if a]
         agree = "agree" if r.get("agree") else "disagree"
-        ax.set_title(f"{', '.join(parts)}: {r.get('loss_steps')} drops vs "
-                     f"{r.get('spectral_steps')} spectral ({agree})", fontsize=8)
+        ax.set_title(f"{', '.join(parts)}: loss {r.get('loss_steps')} vs modes "
+                     f"{r.get('spectral_steps')}, {agree}", fontsize=8)
     axes[0][0].set_ylabel("train loss")
-    fig.suptitle("loss with detected plateaus (shaded) and drops (red, half-way down)",
-                 fontsize=10)
+    fig.suptitle("loss with detected plateaus (shaded) and drops (red, half-way down); "
+                 "titles: steps counted from the loss vs from the modes", fontsize=10)
     return save(fig, path)
 
 

@@ -97,8 +97,9 @@ class Measurement(L.Callback):
         else:
             x, y = next(iter(trainer.train_dataloader))[:2]
             x, y = x[: self.probe_size], y[: self.probe_size]
-        # Float data follows the module's dtype (64-true precision converts weights, not data).
-        return tuple(t.to(pl_module.device, pl_module.dtype) if t.is_floating_point()
+        # Float data follows the network's dtype (64-true precision converts weights, not data).
+        dtype = next(model_of(pl_module).parameters()).dtype
+        return tuple(t.to(pl_module.device, dtype) if t.is_floating_point()
                      else t.to(pl_module.device) for t in (x, y))
 
     def loss(self, pl_module: L.LightningModule) -> Callable:

@@ -58,3 +58,18 @@ def test_foreign_and_corrupted_dirs_are_clear_errors(tmp_path):
         RunDir.open(run.path)
     with pytest.raises(RunDirError, match="not a directory"):
         RunDir.open(tmp_path / "missing")
+
+
+def test_a_torn_last_line_is_dropped_and_compact_leaves_one_row_per_step(tmp_path):
+    path = tmp_path / "metrics.csv"
+    f = MetricsFile(path)
+    f.log({"a": 1.0, "b": 1.0}, step=0)
+    f.log({"a": 2.0}, step=10)
+    f.log({"b": 3.0}, step=10)  # merged row appended again, nothing rewritten in place
+    with open(path, "a") as handle:
+        handle.write("20,9.")  # a writer killed mid-line
+    frame = read_metrics(path)
+    assert frame["step"].tolist() == [0, 10]
+    assert frame.loc[1, "a"] == 2.0 and frame.loc[1, "b"] == 3.0
+    MetricsFile(path).compact()
+    assert path.read_text().count("\n") == 3  # header + one row per step

@@ -18,6 +18,7 @@ from typing import Iterator
 from dynamics_lab.config import ConfigError, ExperimentConfig, build_config
 from dynamics_lab.runner import RunResult, judge, quiet_lightning, resolve_device, set_threads
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.tracking.metrics import MetricsFile
 
 VARYING = ("seed", "optim.weight_decay")  # what may differ between members of one ensemble
 
@@ -160,6 +161,8 @@ def execute_ensemble(runs: list[RunDir], echo=print) -> list[RunResult]:
             (run.path / "error.log").write_text(traceback.format_exc())
     results = []
     for run, config, status in zip(runs, configs, statuses):
+        if run.metrics_path.exists():
+            MetricsFile(run.metrics_path).compact()  # one row per step, as a single run leaves it
         verdict = judge(config, run) if status in ("completed", "diverged") else None
         run.finish(status, error)
         results.append(RunResult(run.path, status, verdict, time.time() - t0, error))

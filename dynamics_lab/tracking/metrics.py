@@ -17,18 +17,19 @@ STEP = "step"
 
 
 class MetricsFile:
-    """Appends rows keyed by step; metrics logged at the same step merge into one row.
+    """Append-only rows keyed by step; metrics logged at the same step merge into one row.
 
-    The newest row is rewritten in place when more metrics arrive for its step, and the file
-    is rewritten (atomically) only when a new column appears, so a killed process leaves every
-    row it logged.
+    Nothing already on disk is ever rewritten in place: a second batch of metrics for the
+    current step appends the merged row again (readers keep the last value per step), and a new
+    column rewrites the file atomically. `compact()` leaves exactly one row per step. So a
+    process killed at any instant leaves every row it logged, at worst a torn last line, which
+    readers drop.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.columns: list[str] = [STEP]
         self.last: Optional[dict[str, Any]] = None
-        self._last_offset = 0
         if self.path.exists() and self.path.stat().st_size:
             self._load_existing()
         else:
@@ -43,19 +44,21 @@ class MetricsFile:
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.last is not None and step == self.last[STEP]:
-            self.last.update(metrics)
-            row, rewrite_last = self.last, True
+            row = {**self.last, **metrics}
         else:
-            row, rewrite_last = {STEP: step, **metrics}, False
+            row = {STEP: step, **metrics}
         new = [k for k in metrics if k not in self.columns]
         if new:
             self.columns += sorted(new)
-            rows = read_metrics(self.path).to_dict("records")
-            rows = rows[:-1] + [row] if rewrite_last else rows + [row]
-            self._rewrite(rows)
+            self._rewrite(read_metrics(self.path).to_dict("records") + [row])
         else:
-            self._write_row(row, truncate_at=self._last_offset if rewrite_last else None)
+            with open(self.path, "a") as f:
+                f.write(self._format(row))
         self.last = row
+
+    def compact(self) -> None:
+        """Rewrite with exactly one row per step (atomic)."""
+        self._rewrite(read_metrics(self.path).to_dict("records"))
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after `step` (a resumed run will log them again)."""
@@ -65,25 +68,14 @@ class MetricsFile:
 
     def _format(self, row: dict[str, Any]) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer).writerow([_cell(row.get(c)) for c in self.columns])
+        csv.writer(buffer, lineterminator="\n").writerow([_cell(row.get(c)) for c in self.columns])
         return buffer.getvalue()
-
-    def _write_row(self, row: dict[str, Any], truncate_at: Optional[int]) -> None:
-        with open(self.path, "r+") as f:
-            if truncate_at is not None:
-                f.seek(truncate_at)
-                f.truncate()
-            else:
-                f.seek(0, os.SEEK_END)
-            self._last_offset = f.tell()
-            f.write(self._format(row))
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
             f.write(",".join(self.columns) + "\n")
             for row in rows:
-                self._last_offset = f.tell()
                 f.write(self._format(row))
         os.replace(tmp, self.path)
 
@@ -99,10 +91,14 @@ def read_metrics(path: Path | str) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.csv"
-    frame = pd.read_csv(path)
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a torn last line from a killed writer
+    frame = pd.read_csv(io.StringIO(text))
     if len(frame) and frame[STEP].duplicated().any():
-        # A resumed run may log a step twice; the later value wins.
-        frame = frame.groupby(STEP, as_index=False).last()
+        # Merged rows are appended again, and a resumed run may log a step twice:
+        # the last non-missing value of each metric wins.
+        frame = frame.groupby(STEP, as_index=False, sort=False).last()
     return frame.sort_values(STEP, kind="stable").reset_index(drop=True)
 
 
@@ -133,6 +129,10 @@ class LocalMetricsLogger(Logger):
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """The resolved config is already in config.yaml."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.file.compact()
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:

@@ -65,14 +65,18 @@ def _title(ax, col, cv, row, rv, r) -> None:
     ax.set_title(f"{', '.join(parts)}: {verdict}", fontsize=8)
 
 
+def _cells(runs, axes, rows, cols):
+    """(ax, row value, col value, run entry) for each grid cell with a run; empty cells hidden."""
+    for (i, rv), (j, cv) in ((a, b) for a in enumerate(rows) for b in enumerate(cols)):
+        if (rv, cv) in runs:
+            yield axes[i][j], rv, cv, runs[(rv, cv)]
+        else:
+            axes[i][j].axis("off")
+
+
 def mode_figure(runs, cols, rows, col, row, path: Path) -> Path:
     fig, axes = _panels(len(rows), len(cols))
-    for (i, rv), (j, cv) in ((a, b) for a in enumerate(rows) for b in enumerate(cols)):
-        ax = axes[i][j]
-        if (rv, cv) not in runs:
-            ax.axis("off")
-            continue
-        r, frame, targets = runs[(rv, cv)]
+    for ax, rv, cv, (r, frame, targets) in _cells(runs, axes, rows, cols):
         theory = r.get("theory_times") if isinstance(r.get("theory_times"), list) else []
         observed = r.get("step_times") if isinstance(r.get("step_times"), list) else []
         for k, s in enumerate(targets):
@@ -100,12 +104,7 @@ def mode_figure(runs, cols, rows, col, row, path: Path) -> Path:
 
 def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
     fig, axes = _panels(len(rows), len(cols))
-    for (i, rv), (j, cv) in ((a, b) for a in enumerate(rows) for b in enumerate(cols)):
-        ax = axes[i][j]
-        if (rv, cv) not in runs:
-            ax.axis("off")
-            continue
-        r, frame, _ = runs[(rv, cv)]
+    for ax, rv, cv, (r, frame, _) in _cells(runs, axes, rows, cols):
         column = next((c for c in ("train/batch_loss", "train/loss") if c in frame), None)
         if column is None:
             ax.axis("off")

@@ -40,8 +40,8 @@ results: install  ## regenerate results/ for every experiment (quick profile)
 	@for e in $$(ls experiments | sed 's/\.yaml$$//'); do \
 		$(BIN)/dynlab run $$e --sweep --workers $(WORKERS) && $(BIN)/dynlab report $$e || exit 1; done
 
-lint: install  ## ruff
-	$(BIN)/ruff check dynamics_lab tests benchmarks
+lint: install  ## ruff, with the rule set pinned in pyproject.toml
+	$(BIN)/ruff check dynamics_lab tests benchmarks cli.py
 
 clean:  ## remove the venv and local runs
 	rm -rf $(VENV) runs wandb

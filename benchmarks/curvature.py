@@ -33,23 +33,23 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.sparse.linalg import LinearOperator, eigsh  # noqa: E402
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator, eigsh
 
-from dynamics_lab.config import load_experiment  # noqa: E402
-from dynamics_lab.linalg.hvp import hessian_vector_product  # noqa: E402
-from dynamics_lab.linalg.lanczos import (  # noqa: E402
+from dynamics_lab.config import load_experiment
+from dynamics_lab.linalg.hvp import hessian_vector_product
+from dynamics_lab.linalg.lanczos import (
     default_generator,
     lanczos,
     random_vector,
     ritz_pairs,
     tridiagonalize,
 )
-from dynamics_lab.losses import squared  # noqa: E402
-from dynamics_lab.measure.pyhessian_backend import pyhessian_top_eigenpairs  # noqa: E402
-from dynamics_lab.module import build_optimizer  # noqa: E402
-from dynamics_lab.registry import MODELS, TASKS  # noqa: E402
+from dynamics_lab.losses import squared
+from dynamics_lab.measure.pyhessian_backend import pyhessian_top_eigenpairs
+from dynamics_lab.module import build_optimizer
+from dynamics_lab.registry import MODELS, TASKS
 
 TOL, LR, WARM_GAP = 1e-3, 0.2, 25
 METHODS = ("reuse", "func", "double_backward")
@@ -150,7 +150,7 @@ def measured_top(model, batch, v0):
 
 
 def compare_solvers(model, batch, warm_vector) -> tuple[dict, float]:
-    """({solver: (matvecs, rel. error, wall s, oracle matvecs to TOL)}, reference) at a checkpoint."""
+    """({solver: (matvecs, rel. error, wall s, oracle matvecs to TOL)}, reference) at one step."""
     hvp = hessian_vector_product(model, squared, batch)
     ref = lanczos(hvp, hvp.dim, tol=1e-10, max_iter=400, dtype=hvp.dtype)
     exact = float(ref.eigenvalues[0])

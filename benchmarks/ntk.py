@@ -20,16 +20,16 @@ from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-import torch  # noqa: E402
+import torch
 
-from dynamics_lab.config import load_experiment  # noqa: E402
-from dynamics_lab.linalg.ntk import (  # noqa: E402
+from dynamics_lab.config import load_experiment
+from dynamics_lab.linalg.ntk import (
     empirical_ntk,
     kernel_alignment,
     matrix_free_alignment,
 )
-from dynamics_lab.measure.ntk import kernel_targets  # noqa: E402
-from dynamics_lab.registry import MODELS, TASKS  # noqa: E402
+from dynamics_lab.measure.ntk import kernel_targets
+from dynamics_lab.registry import MODELS, TASKS
 
 
 def timed(fn):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -50,10 +49,10 @@ def run(
     experiment: str = typer.Argument(..., help="name in experiments/ or a path to a YAML file"),
     sweep: bool = typer.Option(False, "--sweep", help="expand the experiment's sweep grid x seeds"),
     profile: str = typer.Option("quick", help="quick (CPU, minutes) or full (paper scale)"),
-    overrides: List[str] = typer.Option([], "--set", help="KEY=VALUE, e.g. optim.lr=0.01"),
-    seed: Optional[int] = typer.Option(None, help="model-init seed (with --sweep: the only seed)"),
-    out: Optional[Path] = typer.Option(None, help="runs root (default: $DYNLAB_RUNS or runs/)"),
-    workers: Optional[int] = typer.Option(
+    overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE, e.g. optim.lr=0.01"),
+    seed: int | None = typer.Option(None, help="model-init seed (with --sweep: the only seed)"),
+    out: Path | None = typer.Option(None, help="runs root (default: $DYNLAB_RUNS or runs/)"),
+    workers: int | None = typer.Option(
         None, min=1, help="jobs at once, one torch thread each (default: one per GPU, else 1)"),
     launcher: Launcher = typer.Option(
         Launcher.local, help="local subprocesses; slurm: a submitit job array (settings: "
@@ -61,16 +60,17 @@ def run(
     ensemble: int = typer.Option(
         1, min=1, help="train up to K runs differing only in seed/weight decay as one vectorized "
                        "model (without --sweep: K seeds from --seed)"),
-    resume_sweep: Optional[Path] = typer.Option(
+    resume_sweep: Path | None = typer.Option(
         None, "--resume-sweep", help="finish this sweep dir: skip finished runs, resume killed "
                                      "ones from their checkpoints, rerun failed ones"),
     wait: bool = typer.Option(False, "--wait", help="slurm: block until the array is done"),
-    wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb",
+    wandb: bool | None = typer.Option(None, "--wandb/--no-wandb",
                                          help="default: on when a W&B login is present"),
-    device: Optional[Device] = typer.Option(None, help="default: the config's trainer.device"),
+    device: Device | None = typer.Option(None, help="default: the config's trainer.device"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
-    from dynamics_lab.config import ConfigError, load_experiment
+    from dynamics_lab.config import load_experiment
+    from dynamics_lab.schema import ConfigError
     from dynamics_lab.sweep import expand, prepare_sweep, reopen_sweep, single
     from dynamics_lab.sweep.ensemble import check_ensemble
     from dynamics_lab.sweep.slurm import SlurmError, cluster_of
@@ -139,7 +139,7 @@ def run(
     raise typer.Exit(1 if statuses and bad == len(statuses) else 0)
 
 
-def print_result(status: str, verdict: Optional[dict], error: Optional[str], wall: float) -> None:
+def print_result(status: str, verdict: dict | None, error: str | None, wall: float) -> None:
     line = (verdict or {}).get("summary") or error or "no verdict (no phenomenon configured)"
     echo(f"[{status}, {wall:.1f}s] {line}")
 
@@ -149,10 +149,11 @@ def agent_run(
     experiment: str = typer.Argument(...),
     sweep_dir: Path = typer.Option(..., "--sweep-dir"),
     profile: str = typer.Option("quick"),
-    overrides: List[str] = typer.Option([], "--set"),
+    overrides: list[str] = typer.Option([], "--set"),
 ) -> None:
     """What a W&B agent runs: the run of this sweep that wandb.config names."""
-    from dynamics_lab.config import ConfigError, load_experiment
+    from dynamics_lab.config import load_experiment
+    from dynamics_lab.schema import ConfigError
     from dynamics_lab.sweep import wandb_sweep
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
     from dynamics_lab.worker import run_one
@@ -188,8 +189,8 @@ def print_summary(sweep_dir: Path) -> None:
 @app.command()
 def report(
     experiment: str = typer.Argument(..., help="experiment name (its runs live in runs/NAME)"),
-    runs: Optional[Path] = typer.Option(None, help="runs dir or sweep dir (default runs/NAME)"),
-    out: Optional[Path] = typer.Option(None, help="output dir (default results/NAME)"),
+    runs: Path | None = typer.Option(None, help="runs dir or sweep dir (default runs/NAME)"),
+    out: Path | None = typer.Option(None, help="output dir (default results/NAME)"),
 ) -> None:
     """Summary table and figures of the newest sweep into results/EXPERIMENT/."""
     from dynamics_lab.report import ReportError, write_report

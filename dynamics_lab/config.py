@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from dynamics_lab.registry import (
     MEASUREMENTS,
@@ -22,46 +22,26 @@ from dynamics_lab.registry import (
     UnknownNameError,
     did_you_mean,
 )
+from dynamics_lab.schema import (
+    ConfigError,
+    NamedSection,
+    OptimConfig,
+    Section,
+    validate_section,
+)
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 PROFILES = ("quick", "full")
-
-
-class ConfigError(ValueError):
-    """A bad experiment name, key, value or override; the message is one line."""
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-
-class NamedSection(Section):
-    """A section that picks a registered class by `name`; subclasses add that class's fields."""
-
-    name: str
-
-
-class OptimConfig(Section):
-    """Optimizer; `gd` is SGD with momentum 0, meant for full-batch training."""
-
-    name: Literal["adamw", "adam", "sgd", "gd"] = "adamw"
-    lr: PositiveFloat = 1e-3
-    weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
-    momentum: float = Field(0.0, ge=0, lt=1)
 
 
 class TrainerConfig(Section):
     """Training length, batching, logging cadence and device."""
 
     max_steps: PositiveInt = 1000
-    batch_size: Optional[PositiveInt] = None  # None: full batch
+    batch_size: PositiveInt | None = None  # None: full batch
     log_every: PositiveInt = 10  # training-step loss
     eval_every: PositiveInt = 10  # full train/val evaluation
-    checkpoint_every: Optional[PositiveInt] = None  # None: only the final checkpoint
+    checkpoint_every: PositiveInt | None = None  # None: only the final checkpoint
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     eval_chunk: PositiveInt = 65536  # examples per forward pass during evaluation
@@ -70,20 +50,20 @@ class TrainerConfig(Section):
 class LoggingConfig(Section):
     """W&B wiring; `wandb: null` turns it on only when a W&B login is present."""
 
-    wandb: Optional[bool] = None
+    wandb: bool | None = None
     project: str = "dynamics_lab"
-    entity: Optional[str] = None
+    entity: str | None = None
 
 
 class SlurmConfig(Section):
     """Slurm job-array settings for `--launcher slurm` (submitit); one array task per job."""
 
-    cluster: Optional[Literal["slurm", "local", "debug"]] = None  # None: slurm, if srun is here
-    partition: Optional[str] = None
+    cluster: Literal["slurm", "local", "debug"] | None = None  # None: slurm, if srun is here
+    partition: str | None = None
     time_min: PositiveInt = 60  # per array task
     gpus_per_run: int = Field(0, ge=0)
     cpus_per_run: PositiveInt = 1
-    mem_gb: Optional[PositiveFloat] = None
+    mem_gb: PositiveFloat | None = None
     array_parallelism: PositiveInt = 64  # array tasks running at once
     setup: list[str] = Field(default_factory=list)  # shell lines before each task (module load ...)
     additional: dict[str, Any] = Field(default_factory=dict)  # more sbatch options (account, qos)
@@ -109,7 +89,7 @@ class ExperimentConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     measure: dict[str, NamedSection] = Field(default_factory=dict)
-    phenomenon: Optional[NamedSection] = None
+    phenomenon: NamedSection | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
@@ -118,45 +98,7 @@ class ExperimentConfig(Section):
         return self.model_dump(mode="json", serialize_as_any=True)
 
 
-# -- error formatting -------------------------------------------------------------------------
-
-
-def _valid_keys(model: type[BaseModel]) -> list[str]:
-    return sorted(model.model_fields)
-
-
-def _format_error(err: dict, model: type[BaseModel], prefix: str) -> str:
-    loc = [str(p) for p in err["loc"]]
-    key = ".".join([prefix, *loc]) if prefix else ".".join(loc)
-    if err["type"] == "extra_forbidden":
-        # Walk to the sub-model that rejected the key, so the suggestion lists its own fields.
-        owner: Any = model
-        for part in loc[:-1]:
-            field = owner.model_fields.get(part) if isinstance(owner, type) else None
-            ann = getattr(field, "annotation", None)
-            owner = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        if owner is None:
-            return f"unknown key '{key}'"
-        valid = _valid_keys(owner)
-        parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
-        valid = [parent + v for v in valid]
-        return f"unknown key '{key}'{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
-    got = err.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, dict) else ""
-    return f"{key}: {err['msg']}{shown}"
-
-
-def validate_section(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
-    """Validate `data` into `model`, turning pydantic's report into a one-line ConfigError."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix}: expected a mapping, got {data!r}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_error(exc.errors()[0], model, prefix)) from None
-
-
-def _named(registry, data: Any, prefix: str, name: Optional[str] = None) -> NamedSection:
+def _named(registry, data: Any, prefix: str, name: str | None = None) -> NamedSection:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix}: expected a mapping with a 'name', got {data!r}")
     data = dict(data)
@@ -196,7 +138,7 @@ def list_experiments() -> list[str]:
 
 
 def deep_merge(base: dict, update: dict) -> dict:
-    """Recursively merge `update` into a copy of `base`; mappings merge, everything else replaces."""
+    """Merge `update` into a copy of `base`: mappings merge recursively, anything else replaces."""
     out = copy.deepcopy(base)
     if "name" in update and update["name"] != out.get("name"):
         out = {}  # a section that names another class starts afresh
@@ -320,7 +262,3 @@ def check_sweep_keys(config: ExperimentConfig) -> None:
                 build_config(apply_overrides(base, [(key, value)]))
             except ConfigError as exc:
                 raise ConfigError(f"sweep.grid.{key}={value!r}: {exc}") from None
-
-
-def dump_yaml(config: ExperimentConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)

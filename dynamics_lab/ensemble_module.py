@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import copy
 import math
+
 import lightning as L
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from dynamics_lab.config import OptimConfig
 from dynamics_lab.losses import LOSSES, accuracy
 from dynamics_lab.module import SPLITS, build_optimizer
+from dynamics_lab.schema import OptimConfig
 
 
 class EnsembleModule(L.LightningModule):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 
 def squared(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """0.5 * ||f(x) - y||^2 averaged over examples (the convention of the edge-of-stability work)."""
+    """0.5 * ||f(x) - y||^2 averaged over examples (the edge-of-stability convention)."""
     diff = outputs.reshape(outputs.shape[0], -1) - targets.reshape(targets.shape[0], -1)
     return 0.5 * diff.pow(2).sum(dim=1).mean()
 

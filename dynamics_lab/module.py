@@ -8,8 +8,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from dynamics_lab.config import OptimConfig
 from dynamics_lab.losses import LOSSES, accuracy
+from dynamics_lab.schema import OptimConfig
 
 SPLITS = ("train", "val")  # order of the evaluation dataloaders
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -61,6 +62,14 @@ class Registry(Generic[T]):
                 f"valid: {', '.join(names)}"
             )
         return self._items[name]
+
+    def build(self, section, /, *args, **context):
+        """The instance of the class `section.name` names, built from its validated section.
+
+        Every plugin kind is built this way: the class takes its own Config first, then any
+        context the caller supplies (a task's batch size, a model's TaskSpec).
+        """
+        return self.get(section.name)(section, *args, **context)
 
     def names(self) -> list[str]:
         self._load_builtins()

@@ -9,7 +9,6 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from dynamics_lab.config import ExperimentConfig, build_config
 from dynamics_lab.tracking.rundir import RunDir
@@ -19,16 +18,17 @@ from dynamics_lab.tracking.rundir import RunDir
 class RunResult:
     run_dir: Path
     status: str
-    verdict: Optional[dict]
+    verdict: dict | None
     wall_time_s: float
-    error: Optional[str] = None
+    error: str | None = None
 
 
 def quiet_lightning() -> None:
     """Lightning's banners and tips drown the one line per run that matters."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*(does not have many workers|LeafSpec|litlogger).*")
+    warnings.filterwarnings(
+        "ignore", message=r".*(does not have many workers|LeafSpec|litlogger).*")
 
 
 def set_threads() -> None:
@@ -81,7 +81,7 @@ def build_trainer(config: ExperimentConfig, run: RunDir, device: str, loggers: l
                      callbacks=[*callbacks, RandomState(), checkpoint], default_root_dir=run.path)
 
 
-def judge(config: ExperimentConfig, run: RunDir) -> Optional[dict]:
+def judge(config: ExperimentConfig, run: RunDir) -> dict | None:
     """The phenomenon's verdict on this run's metrics, written to verdict.json."""
     if config.phenomenon is None or not run.metrics_path.exists():
         return None
@@ -93,7 +93,7 @@ def judge(config: ExperimentConfig, run: RunDir) -> Optional[dict]:
     return verdict
 
 
-def execute(run: RunDir, ckpt_path: Optional[str] = None, echo=print) -> RunResult:
+def execute(run: RunDir, ckpt_path: str | None = None, echo=print) -> RunResult:
     """Train the run whose config.yaml is in `run`; record status, metrics and verdict."""
     quiet_lightning()
     set_threads()
@@ -102,7 +102,12 @@ def execute(run: RunDir, ckpt_path: Optional[str] = None, echo=print) -> RunResu
     from dynamics_lab.module import DynamicsModule
     from dynamics_lab.registry import MODELS, TASKS
     from dynamics_lab.tracking.metrics import LocalMetricsLogger
-    from dynamics_lab.tracking.wandb import finish_wandb, make_wandb_logger, sync_hint, wandb_enabled
+    from dynamics_lab.tracking.wandb import (
+        finish_wandb,
+        make_wandb_logger,
+        sync_hint,
+        wandb_enabled,
+    )
 
     config = build_config(run.config())
     meta = run.meta

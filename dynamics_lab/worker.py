@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 from dynamics_lab.tracking.rundir import RunDir
 
 FINISHED = ("completed", "diverged")
 
 
-def start_point(run: RunDir) -> Optional[str]:
+def start_point(run: RunDir) -> str | None:
     """The checkpoint to resume `run` from, or None for a fresh start (resetting a stopped run)."""
     from dynamics_lab.tracking.resume import ResumeError, prepare_resume
 

@@ -155,7 +155,7 @@ def test_fit_recovers_a_planted_exponent_inside_its_interval():
     rng = np.random.default_rng(0)
     x = 2.0 ** np.arange(4, 12)
     covered = 0
-    for trial in range(20):
+    for _trial in range(20):
         y = 3.0 * x ** -0.7 * np.exp(rng.normal(0, 0.1, len(x)))
         fit = fit_power_law(x, y)
         assert abs(fit.exponent - 0.7) < 0.1 and fit.ci_low < fit.exponent < fit.ci_high

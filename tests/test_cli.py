@@ -53,7 +53,8 @@ def test_tiny_run_writes_the_run_directory(runs_root, tiny_overrides):
 def test_same_seed_same_metrics(tmp_path, tiny_overrides):
     frames = []
     for out in ("a", "b"):
-        assert invoke("run", "grokking", *sets(tiny_overrides), "--out", tmp_path / out).exit_code == 0
+        result = invoke("run", "grokking", *sets(tiny_overrides), "--out", tmp_path / out)
+        assert result.exit_code == 0
         frames.append(pd.read_csv(only_run_dir(tmp_path / out) / "metrics.csv"))
     pd.testing.assert_frame_equal(frames[0], frames[1])
 
@@ -67,7 +68,8 @@ def test_sweep_runs_reports_and_summarizes(runs_root, tiny_overrides, tmp_path):
     manifest = json.loads((sweep / "sweep.json").read_text())
     assert [r["overrides"]["optim.weight_decay"] for r in manifest["runs"]] == [0.0, 1.0]
     for entry in manifest["runs"]:
-        assert json.loads((sweep / entry["run_id"] / "meta.json").read_text())["status"] == "completed"
+        meta = json.loads((sweep / entry["run_id"] / "meta.json").read_text())
+        assert meta["status"] == "completed"
     out = tmp_path / "results"
     report = invoke("report", "grokking", "--out", out)
     assert report.exit_code == 0, report.output
@@ -83,7 +85,8 @@ def test_a_failing_run_does_not_stop_the_sweep(runs_root, tiny_overrides):
     grid = ["sweep.grid={trainer.device: [cuda, cpu]}"]
     result = invoke("run", "grokking", "--sweep", *sets(tiny_overrides + grid))
     assert result.exit_code == 0, result.output
-    statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in runs_root.rglob("meta.json")}
+    statuses = {p.parent.name: json.loads(p.read_text())["status"]
+                for p in runs_root.rglob("meta.json")}
     assert sorted(statuses.values()) == ["completed", "failed"]
     failed = next(p.parent for p in runs_root.rglob("meta.json") if "cuda" in p.parent.name)
     assert "no CUDA device" in json.loads((failed / "meta.json").read_text())["error"]

@@ -2,7 +2,8 @@
 
 import pytest
 
-from dynamics_lab.config import ConfigError, load_experiment, parse_override
+from dynamics_lab.config import load_experiment, parse_override
+from dynamics_lab.schema import ConfigError
 from dynamics_lab.sweep import expand
 
 

@@ -1,4 +1,4 @@
-"""Hessian-vector products against dense Hessians from torch.func.hessian, and their side effects."""
+"""Hessian-vector products against dense Hessians from torch.func.hessian, and side effects."""
 
 import gc
 import itertools

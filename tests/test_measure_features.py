@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from test_measure_ntk import ListLogger
 from torch import nn
 
-from dynamics_lab.config import OptimConfig
 from dynamics_lab.linalg.representations import (
     effective_rank,
     linear_cka,
@@ -18,10 +18,10 @@ from dynamics_lab.linalg.representations import (
 from dynamics_lab.measure.features import FeatureMetrics, hidden_layers, token_weights
 from dynamics_lab.models.mlp import MLP, MLPConfig
 from dynamics_lab.module import DynamicsModule
+from dynamics_lab.schema import OptimConfig
 from dynamics_lab.tasks.modular_arithmetic import ModularArithmetic, ModularArithmeticConfig
 from dynamics_lab.tasks.parity import Parity, ParityConfig
 from dynamics_lab.tasks.polynomial import Polynomial, PolynomialConfig
-from test_measure_ntk import ListLogger
 
 
 def measure_once(model, task, **kwargs):

@@ -10,13 +10,14 @@ import torch
 from lightning.pytorch.loggers import Logger
 from torch.func import functional_call, hessian
 
-from dynamics_lab.config import ConfigError, OptimConfig, build_config
+from dynamics_lab.config import build_config
+from dynamics_lab.linalg import top_hessian_eigenvalues
 from dynamics_lab.losses import squared
 from dynamics_lab.measure.hessian import HessianSpectrum, stability_threshold
 from dynamics_lab.measure.pyhessian_backend import pyhessian_top_eigenpairs
 from dynamics_lab.models.mlp import MLP, MLPConfig
 from dynamics_lab.module import DynamicsModule
-from dynamics_lab.linalg import top_hessian_eigenvalues
+from dynamics_lab.schema import ConfigError, OptimConfig
 from dynamics_lab.tasks.regression import TeacherRegression, TeacherRegressionConfig
 
 STEPS, EVERY = 4, 2

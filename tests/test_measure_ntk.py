@@ -8,11 +8,11 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 
-from dynamics_lab.config import OptimConfig
 from dynamics_lab.linalg.ntk import empirical_ntk, kernel_alignment, kernel_distance
 from dynamics_lab.measure.ntk import NTKAlignment, flat_trainable
 from dynamics_lab.models.mlp import MLP, MLPConfig
 from dynamics_lab.module import DynamicsModule
+from dynamics_lab.schema import OptimConfig
 from dynamics_lab.tasks.modular_arithmetic import ModularArithmetic, ModularArithmeticConfig
 from dynamics_lab.tasks.polynomial import Polynomial, PolynomialConfig
 

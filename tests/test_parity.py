@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from dynamics_lab.config import ConfigError, load_experiment
+from dynamics_lab.config import load_experiment
 from dynamics_lab.phenomena import detect
 from dynamics_lab.report.parity import parity_figures
+from dynamics_lab.schema import ConfigError
 from dynamics_lab.tasks.base import ResidentBatches
 from dynamics_lab.tasks.parity import FreshBatches, Parity, ParityConfig
 

@@ -5,13 +5,6 @@ Nothing here knows about Lightning; every function takes a model, a loss and ten
 
 from dynamics_lab.linalg.hvp import flat_params, hessian_vector_product
 from dynamics_lab.linalg.lanczos import LanczosResult, lanczos
-from dynamics_lab.linalg.spectrum import (
-    SpectralDensity,
-    TraceEstimate,
-    hessian_spectral_density,
-    hessian_trace,
-    top_hessian_eigenvalues,
-)
 from dynamics_lab.linalg.ntk import (
     empirical_ntk,
     frobenius_norm_estimate,
@@ -26,6 +19,13 @@ from dynamics_lab.linalg.representations import (
     linear_cka,
     participation_ratio,
     relevant_mass,
+)
+from dynamics_lab.linalg.spectrum import (
+    SpectralDensity,
+    TraceEstimate,
+    hessian_spectral_density,
+    hessian_trace,
+    top_hessian_eigenvalues,
 )
 
 __all__ = [

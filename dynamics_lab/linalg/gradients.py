@@ -11,7 +11,7 @@ from dynamics_lab.linalg.hvp import LossFn, trainable_parameters
 
 def per_example_gradients(model: nn.Module, loss_fn: LossFn, batch: tuple[Tensor, Tensor],
                           chunk_size: int = 256) -> Tensor:
-    """(n, P) flat gradients of each example's loss, by vmap over torch.func.grad; .grad untouched."""
+    """(n, P) flat per-example loss gradients, by vmap over torch.func.grad; .grad untouched."""
     params = trainable_parameters(model)
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 

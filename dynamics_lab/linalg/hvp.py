@@ -54,7 +54,7 @@ def trainable_parameters(model: nn.Module) -> dict[str, Tensor]:
 
 
 def flat_params(model: nn.Module) -> tuple[list[str], list[torch.Size], Tensor]:
-    """Names, shapes and a detached flat copy of the trainable parameters (see `unflatten_params`)."""
+    """Names, shapes and a detached flat copy of the trainable parameters (`unflatten_params`)."""
     params = trainable_parameters(model)
     return list(params), [p.shape for p in params.values()], _flatten(params.values())
 
@@ -103,7 +103,7 @@ def _as_leaves(params: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 class HessianVectorProduct:
-    """Matvec v -> H v, H the Hessian of the full-batch mean loss w.r.t. the flat trainable params."""
+    """Matvec v -> H v, H the Hessian of the full-batch mean loss in the flat trainable params."""
 
     def __init__(
         self,
@@ -138,7 +138,7 @@ class HessianVectorProduct:
         try:
             out = self._apply(first, tangent)
             self.method = first
-        except Exception as err:  # noqa: BLE001 - torch.func/autograd failures share no type
+        except Exception as err:
             logger.info("%s HVP failed (%s); falling back to %s", first, err, second)
             self.release()
             out = self._apply(second, tangent)

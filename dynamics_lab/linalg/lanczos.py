@@ -25,7 +25,7 @@ _BREAKDOWN_EPS = 100
 
 @dataclass
 class LanczosResult:
-    """Top-k Ritz pairs: eigenvalues descending (largest algebraic first), unit eigenvector columns."""
+    """Top-k Ritz pairs: eigenvalues descending (largest algebraic first), unit eigenvectors."""
 
     eigenvalues: Tensor  # (k,) float64, CPU
     eigenvectors: Tensor  # (dim, k) computation dtype and device
@@ -45,7 +45,7 @@ class Tridiagonalization:
 
 
 def default_generator() -> torch.Generator:
-    """A private, fixed-seed CPU generator: results reproduce and the global RNG is never consumed."""
+    """A private, fixed-seed CPU generator: results reproduce and the global RNG is untouched."""
     return torch.Generator().manual_seed(0)
 
 

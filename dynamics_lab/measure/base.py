@@ -9,14 +9,15 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import lightning as L
 import torch
 from pydantic import Field
 from torch import nn
 
-from dynamics_lab.config import NamedSection
+from dynamics_lab.schema import NamedSection
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -32,7 +33,7 @@ class MeasurementConfig(NamedSection):
 
 
 class Schedule:
-    """When to measure: every n steps from step 0, or at log-spaced steps (0, 1, 2, ... 10, 13, ...)."""
+    """When to measure: every n steps from step 0, or log-spaced (0, 1, 2, ... 10, 13, ...)."""
 
     def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10):
         self.every, self.log_spaced, self.per_decade = every, log_spaced, per_decade
@@ -80,12 +81,12 @@ class Measurement(L.Callback):
 
     def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
                  probe_size: int = 1024, probe_seed: int = 0,
-                 loss_fn: Optional[Callable] = None):
+                 loss_fn: Callable | None = None):
         self.schedule = Schedule(every, log_spaced, per_decade)
         self.probe_size, self.probe_seed = probe_size, probe_seed
         self.loss_fn = loss_fn
-        self.probe: Optional[Batch] = None
-        self._last_step: Optional[int] = None
+        self.probe: Batch | None = None
+        self._last_step: int | None = None
 
     # -- probe set ---------------------------------------------------------------------------
 
@@ -131,7 +132,8 @@ class Measurement(L.Callback):
             with measuring(model):
                 metrics = self.measure(trainer, pl_module, model)
         except Exception as exc:  # a failed measurement is logged; training goes on
-            warnings.warn(f"{type(self).__name__} failed at step {trainer.global_step}: {exc}")
+            warnings.warn(f"{type(self).__name__} failed at step {trainer.global_step}: {exc}",
+                          stacklevel=2)
             metrics = {f"{self.prefix}/failed": 1.0}
         if metrics:
             log_metrics(trainer, metrics)

@@ -26,7 +26,8 @@ Task structure is read off the datamodule by duck typing, so measure/ knows no t
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -75,7 +76,7 @@ def weight_layers(model: nn.Module) -> dict[str, torch.Tensor]:
             if isinstance(m, (nn.Linear, nn.Embedding)) and m.weight.requires_grad}
 
 
-def first_linear(model: nn.Module) -> Optional[torch.Tensor]:
+def first_linear(model: nn.Module) -> torch.Tensor | None:
     """The first trainable Linear's weight as applied (out x in), or None."""
     return next((w for name, w in weight_layers(model).items()
                  if isinstance(model.get_submodule(name), nn.Linear)), None)
@@ -96,7 +97,7 @@ def representations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
     return captured
 
 
-def token_count(datamodule: Any) -> Optional[int]:
+def token_count(datamodule: Any) -> int | None:
     """p of a modular-arithmetic-like task: `config.p`, else `spec.n_tokens`, else None."""
     p = getattr(getattr(datamodule, "config", None), "p", None)
     if p is None:
@@ -104,7 +105,7 @@ def token_count(datamodule: Any) -> Optional[int]:
     return int(p) if p else None
 
 
-def token_weights(model: nn.Module, p: int) -> Optional[torch.Tensor]:
+def token_weights(model: nn.Module, p: int) -> torch.Tensor | None:
     """(tokens x features) input weights: the embedding table, or one-hot first-layer blocks."""
     embed = getattr(model, "embed", None)
     if embed is not None and hasattr(embed, "weight"):
@@ -126,10 +127,10 @@ class FeatureMetrics(Measurement):
     def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
                  probe_size: int = 512, probe_seed: int = 0, top_k: int = 5,
                  max_power_columns: int = 16, cka: bool = True,
-                 loss_fn: Optional[Callable] = None):
+                 loss_fn: Callable | None = None):
         super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
         self.top_k, self.max_power_columns, self.cka = top_k, max_power_columns, cka
-        self.representations_init: Optional[dict[str, torch.Tensor]] = None
+        self.representations_init: dict[str, torch.Tensor] | None = None
 
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -17,7 +17,7 @@ class GradientStatsConfig(MeasurementConfig):
     name: Literal["gradients"] = "gradients"
     per_layer: bool = True
     noise_scale: bool = False  # needs per-example gradients: (probe_size x params) memory
-    chunk_size: Optional[int] = Field(None, ge=1)
+    chunk_size: int | None = Field(None, ge=1)
 
 
 @MEASUREMENTS.register("gradients")
@@ -29,10 +29,10 @@ class GradientStats(Measurement):
     prefix = "grad"
 
     def __init__(self, per_layer: bool = True, noise_scale: bool = False,
-                 chunk_size: Optional[int] = None, **kwargs):
+                 chunk_size: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.per_layer, self.noise_scale, self.chunk_size = per_layer, noise_scale, chunk_size
-        self.previous: Optional[torch.Tensor] = None
+        self.previous: torch.Tensor | None = None
 
     def measure(self, trainer, pl_module, model) -> dict[str, float]:
         loss_fn = self.loss(pl_module)

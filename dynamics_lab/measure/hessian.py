@@ -25,8 +25,9 @@ trace, density and the preconditioned sharpness always use `dynamics_lab.linalg`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -34,12 +35,12 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from dynamics_lab.config import validate_section
 from dynamics_lab.linalg.hvp import hessian_vector_product
 from dynamics_lab.linalg.lanczos import LanczosResult, lanczos
 from dynamics_lab.linalg.spectrum import hutchinson_trace, spectral_density
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.registry import MEASUREMENTS
+from dynamics_lab.schema import validate_section
 
 
 class HessianConfig(MeasurementConfig):
@@ -47,7 +48,7 @@ class HessianConfig(MeasurementConfig):
     k: int = Field(1, ge=1)  # top-k eigenvalues
     tol: float = Field(1e-3, gt=0)  # relative Ritz residual (lanczos) / relative change (pyhessian)
     max_iter: int = Field(100, ge=1)
-    chunk_size: Optional[int] = Field(None, ge=1)  # probe examples per HVP pass (memory bound)
+    chunk_size: int | None = Field(None, ge=1)  # probe examples per HVP pass (memory bound)
     # linalg's HVP (see linalg/hvp.py): "auto" = "reuse" (gradient graph built once per
     # measurement, ~1.4x a gradient per matvec) unless chunk_size splits the probe, then "func".
     hvp_method: Literal["auto", "reuse", "func", "double_backward"] = "auto"
@@ -77,7 +78,7 @@ def is_adam(optimizer: Any) -> bool:
     return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW))
 
 
-def stability_threshold(optimizer: Any) -> Optional[float]:
+def stability_threshold(optimizer: Any) -> float | None:
     """Largest stable sharpness on a quadratic for SGD-family and Adam-family optimizers."""
     group = optimizer.param_groups[0]
     lr = float(group["lr"])
@@ -95,7 +96,7 @@ def stability_threshold(optimizer: Any) -> Optional[float]:
     return None
 
 
-def adam_preconditioner(optimizer: Any, model: nn.Module) -> Optional[Tensor]:
+def adam_preconditioner(optimizer: Any, model: nn.Module) -> Tensor | None:
     """Flat diag P^-1/2 over the trainable params, P = sqrt(v_hat) + eps; None before step 1."""
     group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
     parts = []
@@ -140,18 +141,18 @@ class HessianSpectrum(Measurement):
 
     def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
                  probe_size: int = 1024, probe_seed: int = 0, k: int = 1, tol: float = 1e-3,
-                 max_iter: int = 100, chunk_size: Optional[int] = None,
+                 max_iter: int = 100, chunk_size: int | None = None,
                  hvp_method: str = "auto", trace: int = 0,
                  density: bool = False, density_draws: int = 3, density_iter: int = 50,
                  backend: str = "lanczos", preconditioned: bool = True,
-                 loss_fn: Optional[Callable] = None):
+                 loss_fn: Callable | None = None):
         # The keyword arguments are the Config's fields: validate them the way a YAML is.
         fields = {n: v for n, v in locals().items() if n not in ("self", "loss_fn", "__class__")}
         self.config: HessianConfig = validate_section(  # type: ignore[assignment]
             HessianConfig, fields, "measure.hessian")
         super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
-        self.vectors: Optional[Tensor] = None  # previous top-k Ritz vectors (warm start)
-        self.precond_vectors: Optional[Tensor] = None
+        self.vectors: Tensor | None = None  # previous top-k Ritz vectors (warm start)
+        self.precond_vectors: Tensor | None = None
 
     # -- measurement -------------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ class HessianSpectrum(Measurement):
         return metrics
 
     def _lanczos(self, matvec: Callable[[Tensor], Tensor], hvp,
-                 previous: Optional[Tensor]) -> LanczosResult:
+                 previous: Tensor | None) -> LanczosResult:
         """Top-k of `matvec` (an operator on hvp's flat parameter space), warm-started."""
         c = self.config
         # The sum of the previous Ritz vectors has weight on each of the new top-k directions.

@@ -13,7 +13,8 @@ estimators, `counts()` (tasks/associative_memory.py).
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Literal
 
 import lightning as L
 import torch
@@ -61,11 +62,11 @@ class MemoryRecall(Measurement):
     def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
                  probe_size: int = 1024, probe_seed: int = 0, n_buckets: int = 6,
                  estimators: tuple = (), capacity: float = 1.0, draws: int = 1,
-                 chunk: int = 8192, loss_fn: Optional[Callable] = None):
+                 chunk: int = 8192, loss_fn: Callable | None = None):
         super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
         self.n_buckets, self.estimators = n_buckets, list(estimators)
         self.capacity, self.draws, self.chunk = capacity, draws, chunk
-        self._closed_form: Optional[dict[str, float]] = None
+        self._closed_form: dict[str, float] | None = None
 
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:

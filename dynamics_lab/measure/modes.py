@@ -8,7 +8,8 @@ when the callback is used in another Trainer. These are the curves of stepwise l
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Literal
 
 import lightning as L
 import torch
@@ -23,7 +24,7 @@ Teacher = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 class ModesConfig(MeasurementConfig):
     name: Literal["modes"] = "modes"
-    n_singular: Optional[int] = Field(None, ge=1)  # singular values logged; None: teacher rank
+    n_singular: int | None = Field(None, ge=1)  # singular values logged; None: teacher rank
 
 
 def end_to_end(model: nn.Module) -> torch.Tensor:
@@ -52,13 +53,13 @@ class Modes(Measurement):
     prefix = "modes"
 
     def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
-                 probe_size: int = 1024, probe_seed: int = 0, n_singular: Optional[int] = None,
-                 teacher: Optional[Teacher] = None, loss_fn: Optional[Callable] = None):
+                 probe_size: int = 1024, probe_seed: int = 0, n_singular: int | None = None,
+                 teacher: Teacher | None = None, loss_fn: Callable | None = None):
         super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
         self.n_singular = n_singular
         self.teacher = teacher
 
-    def teacher_of(self, trainer: L.Trainer) -> Optional[Teacher]:
+    def teacher_of(self, trainer: L.Trainer) -> Teacher | None:
         if self.teacher is not None:
             return self.teacher
         return getattr(getattr(trainer, "datamodule", None), "teacher", None)

@@ -16,7 +16,8 @@ K_0, K_prev and theta_0 live in the callback's state_dict, so a resumed run keep
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -38,7 +39,7 @@ class NTKConfig(MeasurementConfig):
     probe_size: int = Field(256, ge=2)
     matrix_free: bool = False
     n_probes: int = Field(16, ge=1)  # Hutchinson probes of the matrix-free path
-    chunk_size: Optional[int] = Field(None, ge=1)  # examples per Jacobian chunk; None: by memory
+    chunk_size: int | None = Field(None, ge=1)  # examples per Jacobian chunk; None: by memory
 
 
 def flat_trainable(model: nn.Module) -> torch.Tensor:
@@ -63,14 +64,14 @@ class NTKAlignment(Measurement):
 
     def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
                  probe_size: int = 256, probe_seed: int = 0, matrix_free: bool = False,
-                 n_probes: int = 16, chunk_size: Optional[int] = None,
-                 loss_fn: Optional[Callable] = None):
+                 n_probes: int = 16, chunk_size: int | None = None,
+                 loss_fn: Callable | None = None):
         super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
         self.matrix_free, self.n_probes, self.chunk_size = matrix_free, n_probes, chunk_size
-        self.kernel_init: Optional[torch.Tensor] = None
-        self.kernel_prev: Optional[torch.Tensor] = None
-        self.step_prev: Optional[int] = None
-        self.theta_init: Optional[torch.Tensor] = None
+        self.kernel_init: torch.Tensor | None = None
+        self.kernel_prev: torch.Tensor | None = None
+        self.step_prev: int | None = None
+        self.theta_init: torch.Tensor | None = None
 
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:

@@ -18,7 +18,7 @@ import collections
 import contextlib
 import importlib
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn

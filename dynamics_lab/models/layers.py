@@ -23,7 +23,7 @@ ACTIVATIONS = {
 
 
 def scale_init_(module: nn.Module, scale: float) -> None:
-    """Multiply every parameter by `scale` (the 'init scale' knob of lazy/rich and stepwise work)."""
+    """Multiply every parameter by `scale` (the init-scale knob of lazy/rich and stepwise work)."""
     if scale != 1.0:
         with torch.no_grad():
             for p in module.parameters():

@@ -15,8 +15,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.registry import MODELS
+from dynamics_lab.schema import NamedSection
 from dynamics_lab.tasks.base import TaskSpec
 
 

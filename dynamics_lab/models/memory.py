@@ -11,21 +11,21 @@ counts n(x) of T samples:
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.registry import MODELS
+from dynamics_lab.schema import NamedSection
 from dynamics_lab.tasks.base import TaskSpec
 
 SCHEMES = ("frequency", "seen", "top_k")
 Scheme = Literal["frequency", "seen", "top_k"]
 
 
-def random_embeddings(n: int, dim: int, generator: Optional[torch.Generator] = None,
+def random_embeddings(n: int, dim: int, generator: torch.Generator | None = None,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """n vectors uniform on the unit sphere of R^dim, one per row."""
     e = torch.randn(n, dim, generator=generator, dtype=torch.float64)

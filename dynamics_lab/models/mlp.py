@@ -25,7 +25,7 @@ With the defaults (standard, alpha 1, not centered) the network is exactly the h
 from __future__ import annotations
 
 import copy
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +33,9 @@ from pydantic import Field
 from torch import nn
 from torch.func import functional_call
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.models.layers import ACTIVATIONS, scale_init_
 from dynamics_lab.registry import MODELS
+from dynamics_lab.schema import NamedSection
 from dynamics_lab.tasks.base import TaskSpec
 
 
@@ -44,7 +44,7 @@ class MLPConfig(NamedSection):
     width: int = Field(128, ge=1)
     depth: int = Field(1, ge=0)  # hidden layers
     activation: Literal["relu", "gelu", "tanh", "quadratic", "linear"] = "relu"
-    embed_dim: Optional[int] = Field(64, ge=1)  # token inputs; null means one-hot tokens
+    embed_dim: int | None = Field(64, ge=1)  # token inputs; null means one-hot tokens
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
     parametrization: Literal["standard", "ntk", "mean_field"] = "standard"

@@ -1,4 +1,4 @@
-"""One-layer attention-only-plus-MLP transformer of the grokking interpretability work (Nanda et al.)."""
+"""The one-layer transformer of the grokking interpretability work (Nanda et al. 2023)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.models.layers import ACTIVATIONS
 from dynamics_lab.registry import MODELS
+from dynamics_lab.schema import NamedSection
 from dynamics_lab.tasks.base import TaskSpec
 
 

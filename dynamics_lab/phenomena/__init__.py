@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 
+# Importing each detector's module registers it.
+from dynamics_lab.phenomena import (  # noqa: F401
+    edge_of_stability,
+    grokking,
+    lazy_rich,
+    parity,
+    scaling,
+    stepwise,
+)
 from dynamics_lab.phenomena.base import Detector, Verdict
 from dynamics_lab.registry import PHENOMENA
 
-from dynamics_lab.phenomena import grokking  # noqa: E402,F401  (registers the detector)
-from dynamics_lab.phenomena import lazy_rich  # noqa: E402,F401
-from dynamics_lab.phenomena import parity  # noqa: E402,F401
-from dynamics_lab.phenomena import edge_of_stability  # noqa: E402,F401
-from dynamics_lab.phenomena import stepwise  # noqa: E402,F401
-from dynamics_lab.phenomena import scaling  # noqa: E402,F401
 
-
-def detect(name: str, metrics: pd.DataFrame, config: Optional[Any] = None) -> Verdict:
+def detect(name: str, metrics: pd.DataFrame, config: Any | None = None) -> Verdict:
     """Run the named detector; `config` is an ExperimentConfig, a resolved config dict or None.
 
     The detector's thresholds come from the config's `phenomenon` section when it names the

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 
-from dynamics_lab.config import NamedSection
+from dynamics_lab.schema import NamedSection
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Detector:
 
 
 def first_step(metrics: pd.DataFrame, column: str, threshold: float,
-               above: bool = True) -> Optional[int]:
+               above: bool = True) -> int | None:
     """First logged step where `column` reaches the threshold (None if never or not logged)."""
     if column not in metrics:
         return None
@@ -53,13 +53,13 @@ def first_step(metrics: pd.DataFrame, column: str, threshold: float,
     return int(hit["step"].iloc[0]) if len(hit) else None
 
 
-def last_value(metrics: pd.DataFrame, column: str) -> Optional[float]:
+def last_value(metrics: pd.DataFrame, column: str) -> float | None:
     if column not in metrics:
         return None
     values = metrics[column].dropna()
     return float(values.iloc[-1]) if len(values) else None
 
 
-def format_step(step: Optional[int]) -> str:
+def format_step(step: int | None) -> str:
     """Thousands separated by a thin space, as in '4 200'."""
     return "never" if step is None else f"{step:,}".replace(",", " ")

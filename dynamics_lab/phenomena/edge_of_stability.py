@@ -11,15 +11,15 @@ it is computed from the experiment's `optim` section. Detected when sharpness re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.phenomena.base import Detector, Verdict, format_step
 from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.schema import NamedSection
 
 SHARPNESS = ("hessian/precond_lambda_max", "hessian/lambda_max")
 THRESHOLD = "hessian/threshold"
@@ -36,17 +36,17 @@ class EdgeOfStabilityConfig(NamedSection):
 
 @dataclass
 class EdgeOfStabilityVerdict(Verdict):
-    threshold: Optional[float]
-    sharpness_metric: Optional[str]
-    crossing_step: Optional[int]
-    fraction_within: Optional[float]  # of sharpness samples after the crossing
+    threshold: float | None
+    sharpness_metric: str | None
+    crossing_step: int | None
+    fraction_within: float | None  # of sharpness samples after the crossing
     n_later_samples: int
-    max_sharpness_ratio: Optional[float]  # max sharpness / threshold
-    final_sharpness: Optional[float]
-    loss_rise_fraction: Optional[float]  # of consecutive logged batch losses that went up
+    max_sharpness_ratio: float | None  # max sharpness / threshold
+    final_sharpness: float | None
+    loss_rise_fraction: float | None  # of consecutive logged batch losses that went up
 
 
-def threshold_from_config(experiment: dict) -> Optional[float]:
+def threshold_from_config(experiment: dict) -> float | None:
     """The stability threshold the `optim` section implies (as HessianSpectrum computes it)."""
     optim = experiment.get("optim") or {}
     lr = optim.get("lr")
@@ -64,7 +64,7 @@ def series(metrics: pd.DataFrame, column: str) -> pd.DataFrame:
     return metrics[["step", column]].dropna() if column in metrics else pd.DataFrame()
 
 
-def loss_rise_fraction(metrics: pd.DataFrame) -> Optional[float]:
+def loss_rise_fraction(metrics: pd.DataFrame) -> float | None:
     losses = series(metrics, LOSS)
     if len(losses) < 2:
         return None
@@ -121,7 +121,7 @@ class EdgeOfStability(Detector):
             final_sharpness=float(values[-1]), loss_rise_fraction=rises)
 
     @staticmethod
-    def _missing(column: Optional[str], threshold: Optional[float], experiment: dict) -> str:
+    def _missing(column: str | None, threshold: float | None, experiment: dict) -> str:
         """Why no verdict is possible, or '' when sharpness and threshold are both known."""
         if column is None:
             return "no sharpness logged (add measure: {hessian: ...})"

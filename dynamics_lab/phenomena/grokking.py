@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import pandas as pd
 from pydantic import Field
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.phenomena.base import Detector, Verdict, first_step, format_step, last_value
 from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.schema import NamedSection
 
 
 class GrokkingConfig(NamedSection):
@@ -22,12 +22,12 @@ class GrokkingConfig(NamedSection):
 
 @dataclass
 class GrokkingVerdict(Verdict):
-    fit_step: Optional[int]
-    generalization_step: Optional[int]
-    delay_ratio: Optional[float]
-    final_train_acc: Optional[float]
-    final_val_acc: Optional[float]
-    max_val_acc: Optional[float]
+    fit_step: int | None
+    generalization_step: int | None
+    delay_ratio: float | None
+    final_train_acc: float | None
+    final_val_acc: float | None
+    max_val_acc: float | None
 
 
 @PHENOMENA.register("grokking")
@@ -46,7 +46,8 @@ class Grokking(Detector):
             summary = (f"grokked at step {format_step(gen)}, {ratio:.1f}x after fitting "
                        f"(train fit at step {format_step(fit)})")
         elif fit is None:
-            summary = f"no grokking: never fit the training set (train acc < {config.train_threshold})"
+            summary = ("no grokking: never fit the training set "
+                       f"(train acc < {config.train_threshold})")
         elif gen is None:
             peak = "unknown" if max_val is None else f"{max_val:.3f}"
             summary = (f"no grokking: fit at step {format_step(fit)}, but val acc peaked at "

@@ -17,14 +17,14 @@ Reads `train/loss`, `val/loss` and, when logged, `ntk/alignment` and `ntk/distan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import pandas as pd
 from pydantic import Field
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.phenomena.base import Detector, Verdict, first_step, format_step, last_value
 from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.schema import NamedSection
 
 
 class LazyRichConfig(NamedSection):
@@ -40,28 +40,28 @@ class LazyRichConfig(NamedSection):
 @dataclass
 class LazyRichVerdict(Verdict):
     regime: str
-    fit_step: Optional[int]
-    test_drop_step: Optional[int]
-    test_loss_ratio: Optional[float]  # initial val/loss over its minimum
+    fit_step: int | None
+    test_drop_step: int | None
+    test_loss_ratio: float | None  # initial val/loss over its minimum
     grokked: bool
-    delay_ratio: Optional[float]
-    alignment_init: Optional[float]
-    alignment_max: Optional[float]
-    alignment_rise_step: Optional[int]
-    coincides: Optional[bool]
-    kernel_distance: Optional[float]  # the largest ntk/distance_init seen
-    final_train_loss: Optional[float]
-    final_val_loss: Optional[float]
+    delay_ratio: float | None
+    alignment_init: float | None
+    alignment_max: float | None
+    alignment_rise_step: int | None
+    coincides: bool | None
+    kernel_distance: float | None  # the largest ntk/distance_init seen
+    final_train_loss: float | None
+    final_val_loss: float | None
 
 
-def first_value(metrics: pd.DataFrame, column: str) -> Optional[float]:
+def first_value(metrics: pd.DataFrame, column: str) -> float | None:
     if column not in metrics:
         return None
     values = metrics[column].dropna()
     return float(values.iloc[0]) if len(values) else None
 
 
-def column_max(metrics: pd.DataFrame, column: str) -> Optional[float]:
+def column_max(metrics: pd.DataFrame, column: str) -> float | None:
     if column not in metrics or metrics[column].dropna().empty:
         return None
     return float(metrics[column].max())

@@ -17,14 +17,14 @@ growth of at least 1 + min_mass_growth during the plateau.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import pandas as pd
 from pydantic import Field
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.phenomena.base import Detector, Verdict, first_step, format_step, last_value
 from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.schema import NamedSection
 
 
 class HiddenProgressConfig(NamedSection):
@@ -41,19 +41,19 @@ class HiddenProgressConfig(NamedSection):
 
 @dataclass
 class HiddenProgressVerdict(Verdict):
-    plateau_value: Optional[float]
-    plateau_start: Optional[int]
-    plateau_end: Optional[int]
-    drop_step: Optional[int]
-    plateau_length: Optional[int]  # drop step - plateau start
-    mass_start: Optional[float]
-    mass_before_drop: Optional[float]
-    mass_growth: Optional[float]  # ratio
-    final_loss: Optional[float]
-    final_val_acc: Optional[float]
+    plateau_value: float | None
+    plateau_start: int | None
+    plateau_end: int | None
+    drop_step: int | None
+    plateau_length: int | None  # drop step - plateau start
+    mass_start: float | None
+    mass_before_drop: float | None
+    mass_growth: float | None  # ratio
+    final_loss: float | None
+    final_val_acc: float | None
 
 
-def value_at(metrics: pd.DataFrame, column: str, step: int) -> Optional[float]:
+def value_at(metrics: pd.DataFrame, column: str, step: int) -> float | None:
     """The last logged value of `column` at or before `step`."""
     if column not in metrics:
         return None
@@ -101,7 +101,7 @@ class HiddenProgress(Detector):
         return verdict
 
     @staticmethod
-    def plateau_value(loss: pd.Series, config: HiddenProgressConfig) -> Optional[float]:
+    def plateau_value(loss: pd.Series, config: HiddenProgressConfig) -> float | None:
         """Median of the first evaluations that stay within the band of the initial loss."""
         if loss.empty:
             return None
@@ -111,7 +111,7 @@ class HiddenProgress(Detector):
 
     @staticmethod
     def summary(v: HiddenProgressVerdict, config: HiddenProgressConfig, long_plateau: bool,
-                rising: bool, last_step: Optional[int]) -> str:
+                rising: bool, last_step: int | None) -> str:
         mass = (f"relevant mass {v.mass_start:.3f}->{v.mass_before_drop:.3f} "
                 f"({100 * (v.mass_growth - 1):+.0f}%) during the plateau"
                 if v.mass_growth is not None else "relevant mass not logged")

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 from scipy import stats
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.phenomena.base import Detector, Verdict, format_step, last_value
 from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.schema import NamedSection
 
 ESTIMATORS = ("trained", "top_k", "seen", "frequency")
 FITTED = {"d": ("trained", "top_k", "frequency"), "T": ("trained", "top_k", "seen")}
@@ -49,7 +49,7 @@ class PowerLawFit:
     r2: float
     n: int
 
-    def covers(self, value: Optional[float]) -> Optional[bool]:
+    def covers(self, value: float | None) -> bool | None:
         return None if value is None else bool(self.ci_low <= value <= self.ci_high)
 
 
@@ -66,15 +66,15 @@ def fit_power_law(x, y, confidence: float = 0.95) -> PowerLawFit:
                        prefactor=math.exp(fit.intercept), r2=fit.rvalue ** 2, n=len(x))
 
 
-def theory_exponent(estimator: str, axis: str, alpha: float) -> Optional[float]:
+def theory_exponent(estimator: str, axis: str, alpha: float) -> float | None:
     """The decay exponent the theory predicts for an estimator along axis 'd' or 'T' (or None)."""
     if axis == "T":
         return (alpha - 1) / alpha if estimator in ("top_k", "seen", "frequency") else None
     return {"top_k": alpha - 1, "frequency": (alpha - 1) / (2 * alpha)}.get(estimator)
 
 
-def scaling_fits(table: pd.DataFrame, alpha: float, fit_d: Optional[tuple] = None,
-                 fit_T: Optional[tuple] = None) -> pd.DataFrame:
+def scaling_fits(table: pd.DataFrame, alpha: float, fit_d: tuple | None = None,
+                 fit_T: tuple | None = None) -> pd.DataFrame:
     """Per estimator: error vs d at the largest T, and error vs T at the largest d, fitted.
 
     `table` has columns d, T and error_<estimator> (one row per run, as the sweep table has);
@@ -107,21 +107,21 @@ def scaling_fits(table: pd.DataFrame, alpha: float, fit_d: Optional[tuple] = Non
 
 class ScalingLawConfig(NamedSection):
     name: Literal["scaling_law"] = "scaling_law"
-    fit_d: Optional[tuple[float, float]] = None  # d range of the memory-limited fit (report)
-    fit_T: Optional[tuple[float, float]] = None  # T range of the data-limited fit (report)
+    fit_d: tuple[float, float] | None = None  # d range of the memory-limited fit (report)
+    fit_T: tuple[float, float] | None = None  # T range of the data-limited fit (report)
     confidence: float = Field(0.95, gt=0, lt=1)
 
 
 @dataclass
 class ScalingLawVerdict(Verdict):
-    d: Optional[int]
-    T: Optional[int]
-    alpha: Optional[float]
-    chance: Optional[float]  # error of a uniform guess, 1 - 1/M
-    error_trained: Optional[float]
-    error_top_k: Optional[float]
-    error_seen: Optional[float]
-    error_frequency: Optional[float]
+    d: int | None
+    T: int | None
+    alpha: float | None
+    chance: float | None  # error of a uniform guess, 1 - 1/M
+    error_trained: float | None
+    error_top_k: float | None
+    error_seen: float | None
+    error_frequency: float | None
 
 
 @PHENOMENA.register("scaling_law")

@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 from scipy.integrate import quad
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.phenomena.base import Detector, Verdict
 from dynamics_lab.phenomena.plateaus import loss_steps
 from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.schema import NamedSection
 
 
 class StepwiseConfig(NamedSection):
@@ -57,23 +57,23 @@ class StepwiseConfig(NamedSection):
 @dataclass
 class StepwiseVerdict(Verdict):
     n_modes: int
-    spectral_steps: Optional[int]  # groups of overlapping rises
+    spectral_steps: int | None  # groups of overlapping rises
     loss_steps: int  # drops of the loss curve
-    agree: Optional[bool]
-    separated: Optional[bool]
-    in_order: Optional[bool]  # learned in order of decreasing target
-    order: Optional[list]  # mode indices by step time
-    step_times: Optional[list]  # per mode, None where never learned
-    rise_starts: Optional[list]
-    rise_ends: Optional[list]
-    theory_times: Optional[list]
-    theory_ratio: Optional[list]  # observed / predicted step time
+    agree: bool | None
+    separated: bool | None
+    in_order: bool | None  # learned in order of decreasing target
+    order: list | None  # mode indices by step time
+    step_times: list | None  # per mode, None where never learned
+    rise_starts: list | None
+    rise_ends: list | None
+    theory_times: list | None
+    theory_ratio: list | None  # observed / predicted step time
     theory: str
     loss_step_times: list
     plateaus: list
 
 
-def crossing(steps: np.ndarray, values: np.ndarray, level: float) -> Optional[float]:
+def crossing(steps: np.ndarray, values: np.ndarray, level: float) -> float | None:
     """First step where values reach `level`, linearly interpolated; None if never."""
     hit = np.nonzero(values >= level)[0]
     if not len(hit):
@@ -86,12 +86,12 @@ def crossing(steps: np.ndarray, values: np.ndarray, level: float) -> Optional[fl
 
 
 def theory_half_times(singular_values: list[float], lr: float, init_scale: float,
-                      depth: int) -> list[Optional[float]]:
+                      depth: int) -> list[float | None]:
     """Predicted step of each mode's half-way point (module docstring).
 
     None where the init is not small for that mode (m0 > s / 10): there is no plateau to predict.
     """
-    out: list[Optional[float]] = []
+    out: list[float | None] = []
     for s in singular_values:
         if depth == 1:
             out.append(math.log(2) / -math.log(1 - lr) if lr < 1 else None)
@@ -111,7 +111,7 @@ def theory_half_times(singular_values: list[float], lr: float, init_scale: float
     return out
 
 
-def theory_for(experiment: dict, targets: list[float]) -> tuple[Optional[list], str]:
+def theory_for(experiment: dict, targets: list[float]) -> tuple[list | None, str]:
     """Predicted step times if the run is plain full-batch GD on a deep linear net; else why not."""
     model, optim = experiment.get("model") or {}, experiment.get("optim") or {}
     trainer = experiment.get("trainer") or {}
@@ -133,7 +133,7 @@ def _fmt(values) -> str:
     return ", ".join("-" if v is None else f"{v:,.0f}".replace(",", " ") for v in values)
 
 
-def _loss_column(metrics: pd.DataFrame, name: str) -> Optional[str]:
+def _loss_column(metrics: pd.DataFrame, name: str) -> str | None:
     if name != "auto":
         return name if name in metrics else None
     return next((c for c in ("train/batch_loss", "train/loss") if c in metrics), None)

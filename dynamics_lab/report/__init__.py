@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import pandas as pd
 
+from dynamics_lab.report.associative_memory import associative_memory_figures
 from dynamics_lab.report.edge_of_stability import edge_of_stability_figures
 from dynamics_lab.report.grokking import grokking_figures
-from dynamics_lab.report.stepwise import stepwise_figures
-from dynamics_lab.report.associative_memory import associative_memory_figures
 from dynamics_lab.report.lazy_rich import lazy_rich_figures
 from dynamics_lab.report.parity import parity_figures
+from dynamics_lab.report.stepwise import stepwise_figures
 from dynamics_lab.report.tables import find_sweeps, latest_sweep, sweep_table
 from dynamics_lab.sweep.manifest import read_manifest
 from dynamics_lab.tracking.rundir import RunDir, RunDirError
@@ -32,11 +32,12 @@ class ReportError(ValueError):
     """Nothing to report, or a directory that is not a sweep."""
 
 
-def sweep_phenomenon(sweep_dir: Path, manifest: dict) -> Optional[str]:
+def sweep_phenomenon(sweep_dir: Path, manifest: dict) -> str | None:
     """The phenomenon the sweep's runs were judged by (from the first run's config)."""
     for entry in manifest.get("runs", []):
         try:
-            return (RunDir.open(sweep_dir / entry["run_id"]).config().get("phenomenon") or {}).get("name")
+            config = RunDir.open(sweep_dir / entry["run_id"]).config()
+            return (config.get("phenomenon") or {}).get("name")
         except RunDirError:
             continue
     return None

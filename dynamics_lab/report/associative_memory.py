@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from dynamics_lab.phenomena.scaling import ESTIMATORS, scaling_fits
@@ -29,7 +27,7 @@ def _phenomenon(table: pd.DataFrame, sweep_dir: Path) -> dict:
     return {}
 
 
-def _window(values) -> Optional[tuple]:
+def _window(values) -> tuple | None:
     return tuple(values) if values else None
 
 
@@ -107,7 +105,7 @@ def grid_figure(table: pd.DataFrame, path: Path) -> Path:
     return save(fig, path)
 
 
-def recall_figure(table: pd.DataFrame, sweep_dir: Path, path: Path) -> Optional[Path]:
+def recall_figure(table: pd.DataFrame, sweep_dir: Path, path: Path) -> Path | None:
     """Final recall of the trained memory by token-rank bucket, one line per d at the largest T."""
     line = table[(table["T"] == table["T"].max()) & table["status"].isin(["completed"])]
     fig, ax = plt.subplots(figsize=(5.4, 4))

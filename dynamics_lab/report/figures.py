@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # reports are written headless
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
@@ -44,7 +44,7 @@ def curves(runs: dict[str, pd.DataFrame], columns: Sequence[tuple[str, str]], pa
 
 def phase_diagram(table: pd.DataFrame, x: str, y: str, value: str, path: Path, title: str = "",
                   log_value: bool = True, missing_label: str = "-",
-                  annotate: Optional[str] = None) -> Path:
+                  annotate: str | None = None) -> Path:
     """Heatmap of `value` over the grid (x, y), mean over seeds; empty cells are labelled."""
     pivot = table.pivot_table(index=y, columns=x, values=value, aggfunc="mean", dropna=False)
     xs, ys = sorted(table[x].dropna().unique()), sorted(table[y].dropna().unique())

@@ -10,7 +10,8 @@ from dynamics_lab.report.figures import curves, phase_diagram
 from dynamics_lab.report.selection import representative_runs
 
 
-def grokking_figures(table: pd.DataFrame, sweep_dir: Path, out: Path, axes: list[str]) -> list[Path]:
+def grokking_figures(table: pd.DataFrame, sweep_dir: Path, out: Path,
+                     axes: list[str]) -> list[Path]:
     written = []
     runs = representative_runs(table, sweep_dir, axes)
     if runs:

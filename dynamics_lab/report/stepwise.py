@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,14 +15,14 @@ from dynamics_lab.tracking.rundir import RunDir
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
-def _grid(table: pd.DataFrame, axes: list[str]) -> tuple[Optional[str], Optional[str]]:
+def _grid(table: pd.DataFrame, axes: list[str]) -> tuple[str | None, str | None]:
     """(column axis, row axis): init scale across, the other swept key down, when present."""
     col = "model.init_scale" if "model.init_scale" in axes else (axes[0] if axes else None)
     rows = [a for a in axes if a != col]
     return col, rows[0] if rows else None
 
 
-def _values(table: pd.DataFrame, axis: Optional[str]) -> list:
+def _values(table: pd.DataFrame, axis: str | None) -> list:
     return sorted(table[axis].dropna().unique()) if axis else [None]
 
 
@@ -32,7 +31,7 @@ def _finite(values) -> list[float]:
             if v is not None and np.isfinite(v)]
 
 
-def _runs(table: pd.DataFrame, sweep_dir: Path, col: Optional[str], row: Optional[str]):
+def _runs(table: pd.DataFrame, sweep_dir: Path, col: str | None, row: str | None):
     """(row value, col value) -> (verdict row, metrics, singular values) of the first seed."""
     ok = table[table["status"].isin(["completed", "diverged"])]
     if "seed" in ok:
@@ -133,8 +132,8 @@ def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
     return save(fig, path)
 
 
-def timing_figure(table: pd.DataFrame, col: Optional[str], row: Optional[str],
-                  path: Path) -> Optional[Path]:
+def timing_figure(table: pd.DataFrame, col: str | None, row: str | None,
+                  path: Path) -> Path | None:
     """Observed half-way step against the theory's, every mode of every run with a prediction."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     points = 0

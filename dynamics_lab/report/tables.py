@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 
@@ -21,14 +20,14 @@ def find_sweeps(root: Path) -> list[Path]:
     return sorted((p.parent for p in root.rglob(MANIFEST)), key=lambda p: p.name)
 
 
-def latest_sweep(root: Path, min_runs: int = 1) -> Optional[Path]:
+def latest_sweep(root: Path, min_runs: int = 1) -> Path | None:
     """The newest sweep under `root` with at least `min_runs` runs (falls back to any)."""
     sweeps = find_sweeps(root)
     big = [s for s in sweeps if len(read_json(s / MANIFEST).get("runs", [])) >= min_runs]
     return (big or sweeps or [None])[-1]
 
 
-def run_row(run_dir: Path, overrides: Optional[dict] = None) -> dict:
+def run_row(run_dir: Path, overrides: dict | None = None) -> dict:
     """One run as a flat dict: identity, swept values, status, wall time, verdict fields."""
     run = RunDir.open(run_dir)
     meta = run.meta

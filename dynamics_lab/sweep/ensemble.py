@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from dynamics_lab.config import ConfigError, ExperimentConfig, build_config
+from dynamics_lab.config import ExperimentConfig, build_config
 from dynamics_lab.runner import RunResult, judge, quiet_lightning, resolve_device, set_threads
-from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.schema import ConfigError
 from dynamics_lab.tracking.metrics import MetricsFile
+from dynamics_lab.tracking.rundir import RunDir
 
 VARYING = ("seed", "optim.weight_decay")  # what may differ between members of one ensemble
 

@@ -10,9 +10,9 @@ import os
 import queue
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Optional
 
 from dynamics_lab.tracking.rundir import RunDir
 
@@ -42,7 +42,7 @@ def slot_env(slot: int, gpus: list[str]) -> dict[str, str]:
     return env
 
 
-def run_subprocess(job: Job, env: Optional[dict[str, str]] = None) -> dict[Path, str]:
+def run_subprocess(job: Job, env: dict[str, str] | None = None) -> dict[Path, str]:
     """Run one job in a fresh interpreter; a crash there cannot take the sweep down."""
     log = job[0] / "stdout.log"
     with open(log, "a") as out:
@@ -62,9 +62,9 @@ def run_subprocess(job: Job, env: Optional[dict[str, str]] = None) -> dict[Path,
     return statuses
 
 
-def launch_local(jobs: list[Job], workers: Optional[int] = None,
+def launch_local(jobs: list[Job], workers: int | None = None,
                  on_done: Callable[[Path, str], None] = lambda p, s: None,
-                 gpus: Optional[list[str]] = None,
+                 gpus: list[str] | None = None,
                  run: Callable[..., dict[Path, str]] = run_subprocess) -> dict[Path, str]:
     """Run every job; returns run dir -> final status. Failures never stop the others."""
     gpus = visible_gpus() if gpus is None else gpus
@@ -94,7 +94,7 @@ def launch_local(jobs: list[Job], workers: Optional[int] = None,
     return statuses
 
 
-def launch_with_progress(sweep_dir: Path, jobs: list[Job], workers: Optional[int]) -> dict:
+def launch_with_progress(sweep_dir: Path, jobs: list[Job], workers: int | None) -> dict:
     """`launch_local` with a progress bar and a line per finished run, recorded in the manifest."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 

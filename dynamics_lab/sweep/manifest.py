@@ -8,7 +8,7 @@ with `--resume-sweep SWEEP_DIR`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from dynamics_lab.config import ExperimentConfig
 from dynamics_lab.sweep.grid import RunSpec
@@ -52,7 +52,7 @@ def read_manifest(sweep_dir: Path) -> dict:
 
 
 def record_launch(sweep_dir: Path, launcher: str, jobs: list[list[Path]],
-                  job_ids: Optional[list[Any]] = None, **extra: Any) -> None:
+                  job_ids: list[Any] | None = None, **extra: Any) -> None:
     """Append one launch (its jobs, and their scheduler ids when there are any) to the manifest."""
     manifest = read_manifest(sweep_dir)
     ids = job_ids or [None] * len(jobs)
@@ -72,7 +72,7 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def first_difference(a: dict, b: dict) -> Optional[tuple[str, Any, Any]]:
+def first_difference(a: dict, b: dict) -> tuple[str, Any, Any] | None:
     """The first dotted key where two configs differ (sweep and logging sections ignored)."""
     fa, fb = _flat(a), _flat(b)
     for key in sorted(set(fa) | set(fb)):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Optional
 
 from dynamics_lab.config import SlurmConfig
 from dynamics_lab.sweep.manifest import read_manifest, record_launch
@@ -66,7 +65,7 @@ def submit(sweep_dir: Path, jobs: list[list[Path]], config: SlurmConfig, name: s
 
 
 def launch_array(config, sweep_dir: Path, jobs: list[list[Path]], block: bool,
-                 echo=print) -> Optional[dict[Path, str]]:
+                 echo=print) -> dict[Path, str] | None:
     """Submit; with `block`, wait and return the statuses, else return None at once."""
     submitted = submit(sweep_dir, jobs, config.sweep.slurm, f"dynlab-{config.name}")
     ids = [j.job_id for j in submitted]
@@ -106,7 +105,7 @@ def active_runs(sweep_dir: Path) -> set[str]:
 
     active: set[str] = set()
     for job in launches[-1]["jobs"]:
-        state: Optional[str] = None
+        state: str | None = None
         try:
             state = submitit.SlurmJob(Path(sweep_dir) / "slurm" / "%j", job["id"]).state
         except Exception:  # sacct unreachable: assume nothing is running

@@ -14,8 +14,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.registry import TASKS
+from dynamics_lab.schema import NamedSection
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 

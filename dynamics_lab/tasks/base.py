@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 import lightning as L
 import torch
 
-from dynamics_lab.config import NamedSection
+from dynamics_lab.schema import NamedSection
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -20,7 +20,7 @@ class TaskSpec:
     input_shape: tuple[int, ...]
     n_outputs: int
     loss: str  # a key of dynamics_lab.losses.LOSSES
-    n_tokens: Optional[int] = None  # set when inputs are integer tokens
+    n_tokens: int | None = None  # set when inputs are integer tokens
 
 
 class ResidentBatches:
@@ -31,8 +31,8 @@ class ResidentBatches:
     batches as an uninterrupted one even though Lightning prefetches ahead of training.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: Optional[int], seed: int,
-                 state: Optional[dict] = None):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int | None, seed: int,
+                 state: dict | None = None):
         self.x, self.y = x, y
         self.batch_size = batch_size if batch_size and batch_size < len(x) else None
         self.generator = torch.Generator().manual_seed(seed)
@@ -72,7 +72,7 @@ class ResidentBatches:
 
 
 class FixedBatches:
-    """A finite sequence of batches; a class, not a list, because Lightning flattens nested lists."""
+    """A finite sequence of batches; a class, not a list, since Lightning flattens nested lists."""
 
     def __init__(self, batches: list[Batch]):
         self.batches = batches
@@ -89,7 +89,7 @@ class TensorTask(L.LightningDataModule):
 
     Config: type[NamedSection]
 
-    def __init__(self, config: NamedSection, batch_size: Optional[int] = None, seed: int = 0,
+    def __init__(self, config: NamedSection, batch_size: int | None = None, seed: int = 0,
                  eval_chunk: int = 65536):
         super().__init__()
         self.config = config
@@ -97,8 +97,8 @@ class TensorTask(L.LightningDataModule):
         self.seed = seed
         self.eval_chunk = eval_chunk
         self.splits: dict[str, Batch] = {}
-        self._train_batches: Optional[ResidentBatches] = None
-        self._batches_state: Optional[dict] = None  # from a checkpoint, for the next stream
+        self._train_batches: ResidentBatches | None = None
+        self._batches_state: dict | None = None  # from a checkpoint, for the next stream
 
     @property
     def spec(self) -> TaskSpec:
@@ -108,7 +108,7 @@ class TensorTask(L.LightningDataModule):
         """Return {'train': (x, y), 'val': (x, y)} on the CPU, deterministic in config.seed."""
         raise TypeError(f"{type(self).__name__} must define `build()`")
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.build()
 

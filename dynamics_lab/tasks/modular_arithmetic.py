@@ -1,4 +1,4 @@
-"""(a op b) mod p over all pairs, split into train/val by a seeded permutation (Power et al. 2022)."""
+"""(a op b) mod p over all pairs, split train/val by a seeded permutation (Power et al. 2022)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.registry import TASKS
+from dynamics_lab.schema import NamedSection
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 

@@ -14,13 +14,14 @@ stream: the samples are i.i.d., so only their identity changes, not their law.
 
 from __future__ import annotations
 
-from typing import Iterator, Literal, Optional
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
 
-from dynamics_lab.config import NamedSection
 from dynamics_lab.registry import TASKS
+from dynamics_lab.schema import NamedSection
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
@@ -45,7 +46,7 @@ class ParityConfig(NamedSection):
 class FreshBatches:
     """Endless minibatches of new hypercube samples, drawn on the device from a seeded stream."""
 
-    def __init__(self, task: "Parity", batch_size: int, seed: int, device: torch.device):
+    def __init__(self, task: Parity, batch_size: int, seed: int, device: torch.device):
         self.task, self.batch_size, self.device = task, batch_size, device
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
@@ -72,7 +73,7 @@ class Parity(TensorTask):
         return sorted(torch.randperm(self.config.n, generator=g)[: self.config.k].tolist())
 
     def sample(self, n: int, generator: torch.Generator,
-               device: Optional[torch.device] = None) -> torch.Tensor:
+               device: torch.device | None = None) -> torch.Tensor:
         bits = torch.randint(0, 2, (n, self.config.n), generator=generator, device=device)
         return (2 * bits - 1).float()
 

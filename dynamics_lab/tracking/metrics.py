@@ -7,7 +7,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 from lightning.pytorch.loggers import Logger
@@ -29,7 +29,7 @@ class MetricsFile:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.columns: list[str] = [STEP]
-        self.last: Optional[dict[str, Any]] = None
+        self.last: dict[str, Any] | None = None
         if self.path.exists() and self.path.stat().st_size:
             self._load_existing()
         else:
@@ -135,7 +135,7 @@ class LocalMetricsLogger(Logger):
         self.file.compact()
 
     @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         values = {k: float(v) for k, v in metrics.items() if k != "epoch"}
         if values:
             self.file.log(values, step=int(step if step is not None else -1))

@@ -11,13 +11,47 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
-STATUSES = ("pending", "running", "completed", "diverged", "failed", "killed")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Status(str, Enum):
+    """A run's state in meta.json; compares equal to its string, so JSON stays plain text."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    KILLED = "killed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """Training ended on its own terms: there is a verdict and nothing left to run."""
+        return self in FINISHED
+
+    @property
+    def active(self) -> bool:
+        """A process may still be working on the run (or is about to)."""
+        return self in ACTIVE
+
+    @property
+    def resumable(self) -> bool:
+        """Stopped before the end: continue from the last checkpoint when there is one."""
+        return self in RESUMABLE
+
+
+FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED})
+ACTIVE = frozenset({Status.PENDING, Status.RUNNING})
+RESUMABLE = frozenset({Status.KILLED, Status.RUNNING})
 
 
 class RunDirError(ValueError):
@@ -67,7 +101,7 @@ def check_writable(root: Path) -> None:
 
 def git_state() -> dict[str, Any]:
     """Commit and dirty flag of the checkout the package runs from (None outside git)."""
-    def git(*args: str) -> Optional[str]:
+    def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                                  timeout=10)
@@ -101,18 +135,26 @@ class RunDir:
     metrics_path = property(lambda self: self.path / "metrics.csv")
     verdict_path = property(lambda self: self.path / "verdict.json")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    last_checkpoint = property(lambda self: self.checkpoint_dir / "last.ckpt")
+
+    @property
+    def status(self) -> Status:
+        return Status(self.meta.get("status"))
+
+    def has_checkpoint(self) -> bool:
+        return self.last_checkpoint.is_file()
 
     @classmethod
-    def create(cls, path: Path, config: dict, seed: int) -> "RunDir":
+    def create(cls, path: Path, config: dict, seed: int) -> RunDir:
         """Make the directory with its resolved config and a `pending` meta.json."""
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=False)
         run.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        write_json(run.meta_path, {"status": "pending", "seed": seed, "created": now()})
+        write_json(run.meta_path, {"status": Status.PENDING, "seed": seed, "created": now()})
         return run
 
     @classmethod
-    def open(cls, path: Path | str) -> "RunDir":
+    def open(cls, path: Path | str) -> RunDir:
         """An existing run directory, checked to be one of ours."""
         run = cls(path)
         if not run.path.is_dir():
@@ -120,7 +162,7 @@ class RunDir:
         if not run.config_path.is_file() or not run.meta_path.is_file():
             raise RunDirError(f"'{run.path}' is not a dynamics_lab run (no config.yaml/meta.json)")
         meta = run.meta
-        if meta.get("status") not in STATUSES:
+        if meta.get("status") not in set(Status):
             raise RunDirError(f"'{run.meta_path}' has an unknown status {meta.get('status')!r}")
         return run
 
@@ -143,11 +185,11 @@ class RunDir:
         return data
 
     def start(self, device: str) -> None:
-        self.update_meta(status="running", started=now(), ended=None, argv=sys.argv,
+        self.update_meta(status=Status.RUNNING, started=now(), ended=None, argv=sys.argv,
                          host=platform.node(), pid=os.getpid(), device=device,
                          git=git_state(), versions=versions(), _t0=time.time())
 
-    def finish(self, status: str, error: Optional[str] = None) -> dict:
+    def finish(self, status: Status, error: str | None = None) -> dict:
         meta = self.meta
         wall = time.time() - meta.pop("_t0", time.time())
         meta.update(status=status, ended=now(),
@@ -165,11 +207,11 @@ class RunDir:
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         meta = self.meta
         kept = {k: meta[k] for k in ("seed", "created") if k in meta}
-        write_json(self.meta_path, {**kept, "status": "pending",
+        write_json(self.meta_path, {**kept, "status": Status.PENDING,
                                     "attempts": meta.get("attempts", 1) + 1})
 
     def write_verdict(self, verdict: dict) -> None:
         write_json(self.verdict_path, verdict)
 
-    def verdict(self) -> Optional[dict]:
+    def verdict(self) -> dict | None:
         return read_json(self.verdict_path) if self.verdict_path.exists() else None

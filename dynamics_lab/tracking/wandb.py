@@ -5,7 +5,7 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 def has_login() -> bool:
@@ -18,7 +18,7 @@ def has_login() -> bool:
         return False
 
 
-def wandb_enabled(setting: Optional[bool]) -> bool:
+def wandb_enabled(setting: bool | None) -> bool:
     """`--wandb` forces it on, `--no-wandb` off; unset means on only with a login."""
     if os.environ.get("WANDB_MODE") == "disabled":
         return False
@@ -26,7 +26,7 @@ def wandb_enabled(setting: Optional[bool]) -> bool:
 
 
 def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
-                      resume_id: Optional[str] = None):
+                      resume_id: str | None = None):
     """A WandbLogger writing under the run dir; offline (with a sync hint) when no login."""
     from lightning.pytorch.loggers import WandbLogger
 
@@ -41,10 +41,11 @@ def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
 
 
 def sync_hint(run_dir: Path) -> str:
-    return f"W&B ran offline (no login); upload with: wandb sync {Path(run_dir) / 'wandb'}/offline-run-*"
+    offline_runs = f"{Path(run_dir) / 'wandb'}/offline-run-*"
+    return f"W&B ran offline (no login); upload with: wandb sync {offline_runs}"
 
 
-def finish_wandb(logger: Any, verdict: Optional[dict], status: str) -> None:
+def finish_wandb(logger: Any, verdict: dict | None, status: str) -> None:
     """Put the verdict and status into the run summary and close the W&B run."""
     run = logger.experiment
     summary = {f"verdict/{k}": v for k, v in (verdict or {}).items() if v is not None}

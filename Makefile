@@ -8,10 +8,10 @@ TORCH_SPEC ?= torch==2.13.0
 EXPERIMENT ?= grokking
 WORKERS ?= 2
 
-.PHONY: help install run sweep test test-slow bench results lint clean
+.PHONY: help install run sweep test test-slow test-slurm bench results lint clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install  ## the fast test suite
 
 test-slow: install  ## the long reproductions (each shipped config shows its phenomenon)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m slow
+
+test-slurm: install  ## the Slurm launcher against a real one-node Slurm (root; scripts/slurm-local.sh)
+	scripts/slurm-local.sh start
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m slurm
 
 bench: install  ## benchmark scripts: print ratios side by side
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -12,11 +12,15 @@ past the onset of the edge of stability, and at each one prints:
   Lanczos at tol=1e-10; Lanczos walls include building the operator's graph;
 - the same warm Lanczos in float32 at the same parameters, which is what the quick run (float32
   training) logs, with its error against the float64 reference;
-then the wall time of the whole quick run with and without sharpness every 50 steps (runs
-alternate, best of N), and, less sensitive to other processes on a shared machine, the time the
-callback spent measuring inside the "with" run against the rest of that same run.
+then the warm start's matvecs and accuracy along the whole trajectory, side by side: random
+starts, the previous top-k Ritz vectors (the warm start before crossings were tracked) and the
+callback's tracked start (`benchmarks/warm_start.py`); then the wall time of the whole quick run
+with and without sharpness every 50 steps (runs alternate, best of N), and, less sensitive to
+other processes on a shared machine, the time the callback spent measuring inside the "with" run
+against the rest of that same run.
 Curvature is compared in float64 (a tight reference needs it); training runs in float32.
 Usage: .venv/bin/python benchmarks/curvature.py [--steps 400 800] [--overhead-repeats 0]
+       [--trajectory-steps 0]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 import numpy as np
 import torch
+import warm_start  # benchmarks/warm_start.py, next to this script
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from dynamics_lab.config import load_experiment
@@ -48,8 +53,8 @@ from dynamics_lab.linalg.lanczos import (
 )
 from dynamics_lab.losses import squared
 from dynamics_lab.measure.pyhessian_backend import pyhessian_top_eigenpairs
-from dynamics_lab.module import build_optimizer
 from dynamics_lab.registry import MODELS, TASKS
+from dynamics_lab.train.module import build_optimizer
 
 TOL, LR, WARM_GAP = 1e-3, 0.2, 25
 METHODS = ("reuse", "func", "double_backward")
@@ -159,7 +164,7 @@ def compare_solvers(model, batch, warm_vector) -> tuple[dict, float]:
     batch32 = tuple(t.float() for t in batch)
     runs = {
         "lanczos (cold)": (lambda: measured_top(model, batch, cold), cold),
-        "lanczos (warm)": (lambda: measured_top(model, batch, warm_vector), warm_vector),
+        "lanczos (warm, top vec)": (lambda: measured_top(model, batch, warm_vector), warm_vector),
         "lanczos float32 (warm)": (lambda: measured_top(model32, batch32, warm_vector), None),
         "pyhessian power": (lambda: pyhessian_top_eigenpairs(model, squared, batch, 1, 100, TOL),
                             hvp),
@@ -182,31 +187,32 @@ def compare_solvers(model, batch, warm_vector) -> tuple[dict, float]:
 
 @contextlib.contextmanager
 def timing_measurements(totals: list[float]):
-    """Adds the wall time of every HessianSpectrum measurement (Measurement.run) to `totals`."""
+    """Adds the wall time of every HessianSpectrum measurement (Measurement.record) to `totals`."""
     from dynamics_lab.measure.hessian import HessianSpectrum
 
-    original = HessianSpectrum.run
+    original = HessianSpectrum.record
 
-    def run(self, trainer, pl_module):
+    def record(self, trainer, pl_module):
         t0 = time.perf_counter()
-        original(self, trainer, pl_module)
+        out = original(self, trainer, pl_module)
         totals.append(time.perf_counter() - t0)
+        return out
 
-    HessianSpectrum.run = run
+    HessianSpectrum.record = record
     try:
         yield
     finally:
-        del HessianSpectrum.run  # back to the inherited Measurement.run
+        del HessianSpectrum.record  # back to the inherited Measurement.record
 
 
 def overhead(every: int, repeats: int) -> tuple[float, float, float, float]:
     """Fastest wall time of the quick run (eta=LR) without / with sharpness every `every` steps
     (the two alternate so that load from other processes hits both alike), the smallest in-run
     share: measuring time / (wall - measuring time) of one "with" run, and its mean matvecs."""
-    from dynamics_lab.runner import execute
     from dynamics_lab.sweep import prepare_sweep, single
     from dynamics_lab.tracking.metrics import read_metrics
     from dynamics_lab.tracking.rundir import RunDir
+    from dynamics_lab.train.runner import execute
 
     walls: dict[str, list[float]] = {"without": [], "with": []}
     shares = []
@@ -233,6 +239,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[400, 600, 800, 1000, 1200])
     parser.add_argument("--overhead-repeats", type=int, default=3, help="0 skips the overhead runs")
+    parser.add_argument("--trajectory-steps", type=int, default=1200,
+                        help="steps of the warm-start comparison; 0 skips it")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_experiment("edge_of_stability", "quick", [f"optim.lr={LR}"])
@@ -277,6 +285,8 @@ def main() -> None:
               f"{oracle_s:>20}")
     print(f"(medians over {len(args.steps)} checkpoints; rel.err against Lanczos at tol=1e-10; "
           "target: lanczos <= 30 matvecs)")
+    if args.trajectory_steps:
+        warm_start.report(args.trajectory_steps, WARM_GAP, [1, 2])
     if args.overhead_repeats:
         without, with_, share, matvecs = overhead(50, args.overhead_repeats)
         print(f"\nquick run (eta={LR}, {config.trainer.max_steps} steps, float32, best of "

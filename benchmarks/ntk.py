@@ -3,8 +3,10 @@
 1. The p=97 modular MLP of experiments/grokking.yaml (quick) on 256 probe points: the
    alignment by the matrix-free estimator (what `measure.ntk.matrix_free: true` runs) vs
    building the output-traced kernel (the default). With 97 outputs the two are different
-   quantities: the traced kernel's alignment with one-hot YY^T, and the full (example, output)
-   kernel's alignment with vec(Y)vec(Y)^T; both values are printed.
+   quantities: the traced kernel's alignment with one-hot YY^T (`ntk/alignment`), and the full
+   (example, output) kernel's alignment with vec(Y)vec(Y)^T (`ntk/alignment_full_est`); both
+   are printed, each beside its shuffled-label baseline (the same labels permuted), which with
+   97 classes shows how much of the alignment the kernel's diagonal alone earns.
 2. The quick lazy_rich run with and without its measurement callbacks (target: <= 25% overhead).
 
 Usage: python benchmarks/ntk.py [--steps N] [--skip-kernel] [--skip-overhead]
@@ -26,9 +28,9 @@ from dynamics_lab.config import load_experiment
 from dynamics_lab.linalg.ntk import (
     empirical_ntk,
     kernel_alignment,
-    matrix_free_alignment,
+    matrix_free_alignments,
 )
-from dynamics_lab.measure.ntk import kernel_targets
+from dynamics_lab.measure.ntk import kernel_targets, shuffled
 from dynamics_lab.registry import MODELS, TASKS
 
 
@@ -50,18 +52,21 @@ def kernel_paths(probe_size: int = 256, n_probes: int = 16) -> None:
     print(f"[1] {config.model.name} on (a+b) mod {config.task.p}: {n_params} parameters, "
           f"{task.spec.n_outputs} outputs, {len(x)} probe points")
     generator = torch.Generator().manual_seed(0)
-    (free, stderr), t_free = timed(lambda: matrix_free_alignment(
-        model, x, targets.float(), n_probes=n_probes, generator=generator))
-    traced, t_traced = timed(lambda: kernel_alignment(empirical_ntk(model, x, "trace"), targets))
-    print(f"    traced kernel + alignment : {t_traced:8.2f} s   alignment {float(traced):.4f}")
-    print(f"    matrix-free ({n_probes:>2} probes)  : {t_free:8.2f} s   alignment "
-          f"{float(free):.4f} +- {float(stderr):.4f} (full kernel vs vec(Y))")
+    both = [targets, shuffled(targets, 0)]
+    ((free, stderr), (free_shuffled, _)), t_free = timed(lambda: matrix_free_alignments(
+        model, x, [t.float() for t in both], n_probes=n_probes, generator=generator))
+    kernel, t_traced = timed(lambda: empirical_ntk(model, x, "trace"))
+    traced, traced_shuffled = (float(kernel_alignment(kernel, t)) for t in both)
+    print(f"    traced kernel + alignment : {t_traced:8.2f} s   ntk/alignment {traced:.4f} "
+          f"(shuffled labels {traced_shuffled:.4f})")
+    print(f"    matrix-free ({n_probes:>2} probes)  : {t_free:8.2f} s   ntk/alignment_full_est "
+          f"{float(free):.4f} +- {float(stderr):.4f} (shuffled labels {float(free_shuffled):.4f})")
     print(f"    speed-up of the matrix-free path: {t_traced / t_free:.1f}x")
 
 
 def run_quick(measure: bool, steps: int | None, root: Path) -> tuple[float, float]:
-    from dynamics_lab.runner import execute
     from dynamics_lab.tracking.rundir import RunDir
+    from dynamics_lab.train.runner import execute
 
     overrides = [] if measure else ["measure.ntk=null", "measure.features=null"]
     if steps:

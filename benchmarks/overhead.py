@@ -19,11 +19,12 @@ import torch
 
 from dynamics_lab.config import load_experiment
 from dynamics_lab.losses import LOSSES, accuracy
-from dynamics_lab.module import DynamicsModule, build_optimizer
 from dynamics_lab.registry import MODELS, TASKS
-from dynamics_lab.runner import build_trainer, quiet_lightning
 from dynamics_lab.tracking.metrics import LocalMetricsLogger
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.lifecycle import quiet_lightning
+from dynamics_lab.train.module import DynamicsModule, build_optimizer
+from dynamics_lab.train.runner import build_trainer
 
 
 def build(config):

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from dynamics_lab.config import load_experiment
 from dynamics_lab.sweep import expand, prepare_sweep
-from dynamics_lab.sweep.ensemble import group_jobs
+from dynamics_lab.sweep.jobs import group_jobs
 from dynamics_lab.sweep.local import launch_local
 from dynamics_lab.tracking.metrics import read_metrics
+from dynamics_lab.tracking.rundir import Status
 
 
 def timed(config, root: Path, name: str, workers: int, ensemble: int) -> tuple[float, list[Path]]:
@@ -28,7 +29,7 @@ def timed(config, root: Path, name: str, workers: int, ensemble: int) -> tuple[f
     start = time.perf_counter()
     statuses = launch_local(group_jobs(dirs, ensemble), workers, gpus=[])
     wall = time.perf_counter() - start
-    bad = {p.name: s for p, s in statuses.items() if s != "completed"}
+    bad = {p.name: s for p, s in statuses.items() if s != Status.COMPLETED}
     if bad:
         raise SystemExit(f"{name}: runs did not complete: {bad} (see their stdout.log)")
     return wall, dirs

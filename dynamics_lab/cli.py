@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 
 import typer
+
+from dynamics_lab.tracking.rundir import Status
+
+INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Reproduce training-dynamics phenomena: run, measure, judge, report.")
@@ -69,79 +72,50 @@ def run(
     device: Device | None = typer.Option(None, help="default: the config's trainer.device"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
-    from dynamics_lab.config import load_experiment
     from dynamics_lab.schema import ConfigError
-    from dynamics_lab.sweep import expand, prepare_sweep, reopen_sweep, single
-    from dynamics_lab.sweep.ensemble import check_ensemble
-    from dynamics_lab.sweep.slurm import SlurmError, cluster_of
-    from dynamics_lab.tracking.rundir import RunDirError, default_runs_root, new_sweep_id
+    from dynamics_lab.sweep.launch import RunRequest, launch, plan
+    from dynamics_lab.sweep.slurm import SlurmError
+    from dynamics_lab.tracking.rundir import RunDirError
 
-    extra = [f"trainer.device={device.value}"] if device else []
-    if wandb is not None or launcher == Launcher.wandb:
-        extra.append(f"logging.wandb={str(wandb is not False).lower()}")
-    if seed is not None:
-        extra.append(f"sweep.seeds=[{seed}]" if sweep else f"seed={seed}")
-    if ensemble > 1 and launcher == Launcher.wandb:
-        fail("--ensemble does not apply to --launcher wandb: each agent call trains one run")
+    request = RunRequest(experiment, profile, overrides, sweep, seed, out, workers, launcher.value,
+                         ensemble, resume_sweep, wait, wandb, device.value if device else None)
+    planned = None
     try:
-        config = load_experiment(experiment, profile, [*overrides, *extra])
-        if ensemble > 1 and not sweep:  # K seeds of the one configured run
-            seeds = list(range(config.seed, config.seed + ensemble))
-            extra += ["sweep.grid={}", f"sweep.seeds={seeds}"]
-            config, sweep = load_experiment(experiment, profile, [*overrides, *extra]), True
-        if ensemble > 1:
-            check_ensemble(config)
-        if launcher == Launcher.slurm:
-            cluster_of(config.sweep.slurm)  # no Slurm here: say so before writing anything
-        specs = expand(config) if sweep else [single(config)]
-        if resume_sweep is not None:
-            sweep_dir, run_dirs = resume_sweep, reopen_sweep(config, specs, resume_sweep)
-        else:
-            sweep_dir = (out or default_runs_root()) / config.name / new_sweep_id()
-            run_dirs = prepare_sweep(config, specs, sweep_dir)
+        planned = plan(request)
+        echo(f"{planned.config.name} [{planned.config.profile}]: {len(planned.run_dirs)} run(s) "
+             f"-> {planned.sweep_dir}")
+        statuses = launch(planned, echo)
     except (ConfigError, RunDirError, SlurmError) as exc:
         fail(str(exc))
-    echo(f"{config.name} [{config.profile}]: {len(run_dirs)} run(s) -> {sweep_dir}")
-    if launcher == Launcher.wandb:
-        from dynamics_lab.sweep.wandb_sweep import write_sweep
-
-        echo("\n".join(write_sweep(config, sweep_dir, experiment, [*overrides, *extra])))
+    except KeyboardInterrupt:
+        if planned is not None:
+            print_summary(planned.sweep_dir, planned.unrecoverable)
+            echo(f"interrupted: finish the sweep with the same command and --resume-sweep "
+                 f"{planned.sweep_dir}")
+        raise typer.Exit(INTERRUPTED) from None
+    if statuses is None:  # submitted, or waiting for W&B agents: the runs go on elsewhere
         raise typer.Exit(0)
-    if not sweep and resume_sweep is None and launcher == Launcher.local:
-        from dynamics_lab.runner import execute
-        from dynamics_lab.tracking.rundir import RunDir
-
-        result = execute(RunDir(run_dirs[0]), echo=echo)
-        print_result(result.status, result.verdict, result.error, result.wall_time_s)
-        raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
-    from dynamics_lab.sweep.ensemble import group_jobs
-    from dynamics_lab.sweep.local import launch_with_progress
-    from dynamics_lab.sweep.manifest import unfinished
-    from dynamics_lab.sweep.slurm import active_runs
-
-    todo = unfinished(run_dirs, skip=active_runs(sweep_dir))
-    if len(todo) < len(run_dirs):
-        echo(f"{len(run_dirs) - len(todo)} run(s) finished or still running; launching {len(todo)}")
-    jobs = group_jobs(todo, ensemble)
-    if launcher == Launcher.slurm:
-        from dynamics_lab.sweep.slurm import launch_array
-
-        try:
-            statuses = launch_array(config, sweep_dir, jobs, wait, echo)
-        except SlurmError as exc:
-            fail(str(exc))
-        if statuses is None:  # submitted; the array runs on
-            raise typer.Exit(0)
-    else:
-        statuses = launch_with_progress(sweep_dir, jobs, workers)
-    print_summary(sweep_dir)
-    bad = sum(s not in ("completed", "diverged") for s in statuses.values())
-    raise typer.Exit(1 if statuses and bad == len(statuses) else 0)
+    if planned.in_process:
+        raise typer.Exit(print_result(planned.run_dirs[0]))
+    failures = print_summary(planned.sweep_dir, planned.unrecoverable, statuses)
+    raise typer.Exit(1 if failures else 0)
 
 
-def print_result(status: str, verdict: dict | None, error: str | None, wall: float) -> None:
-    line = (verdict or {}).get("summary") or error or "no verdict (no phenomenon configured)"
-    echo(f"[{status}, {wall:.1f}s] {line}")
+def print_result(run_dir: Path) -> int:
+    """`[status, wall] verdict summary (or the error)` of one run, and how to go on if it was
+    interrupted; returns the exit status (0 finished, 130 interrupted, 1 otherwise)."""
+    from dynamics_lab.tracking.rundir import RunDir
+
+    run = RunDir(run_dir)
+    meta = run.meta
+    line = ((run.verdict() or {}).get("summary") or meta.get("error")
+            or "no verdict (no phenomenon configured)")
+    echo(f"[{meta['status']}, {meta.get('wall_time_s', 0.0):.1f}s] {line}")
+    if run.status != Status.KILLED:
+        return 0 if run.status.finished else 1
+    echo(f"continue with: dynlab resume {run.path}" if run.has_checkpoint()
+         else "stopped before its first checkpoint: run it again")
+    return INTERRUPTED
 
 
 @app.command("agent-run", hidden=True)
@@ -156,7 +130,7 @@ def agent_run(
     from dynamics_lab.schema import ConfigError
     from dynamics_lab.sweep import wandb_sweep
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
-    from dynamics_lab.worker import run_one
+    from dynamics_lab.train.worker import run_one
 
     params = wandb_sweep.agent_params()
     if not params:
@@ -168,13 +142,17 @@ def agent_run(
         fail(str(exc))
     wandb_sweep.attach_config(RunDir(run_dir).config())
     status = run_one(run_dir, echo=echo)
-    raise typer.Exit(0 if status in ("completed", "diverged") else 1)
+    raise typer.Exit(0 if status.finished else 1)
 
 
-def print_summary(sweep_dir: Path) -> None:
+def print_summary(sweep_dir: Path, unrecoverable: dict[Path, str],
+                  statuses: dict | None = None) -> list[str]:
+    """The sweep's table, then one line per run that did not finish (with its reason) and per
+    unrecoverable run; returns those lines for the launched runs (`statuses`) and the latter."""
     import pandas as pd
 
     from dynamics_lab.report.tables import sweep_table
+    from dynamics_lab.tracking.rundir import FINISHED
 
     table = sweep_table(sweep_dir)
     hidden = ["run_id", "sweep_id", "summary", "error"]
@@ -183,7 +161,18 @@ def print_summary(sweep_dir: Path) -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):
         echo("\n" + shown.to_string(index=False))
+    launched = {Path(p).name for p in (statuses or {})}
+    lost = {p.name: why for p, why in unrecoverable.items()}
+    failures = []
+    for row in table.to_dict("records"):
+        if row["run_id"] in lost:
+            failures.append(f"{row['run_id']}: unrecoverable: {lost[row['run_id']]}")
+        elif row["run_id"] in launched and row["status"] not in FINISHED:
+            failures.append(f"{row['run_id']}: {row['status']}: {row.get('error') or ''}")
     echo(f"\nsummary of {len(table)} run(s) in {sweep_dir}")
+    if failures:
+        echo(f"{len(failures)} run(s) did not finish:\n  " + "\n  ".join(failures))
+    return failures
 
 
 @app.command()
@@ -201,7 +190,7 @@ def report(
     if not runs_root.is_dir():
         fail(f"no runs at '{runs_root}' (run `dynlab run {name} --sweep` first, or pass --runs)")
     try:
-        written = write_report(runs_root, out or Path("results") / name)
+        written = write_report(runs_root, out or Path("results") / name, echo=echo)
     except (ReportError, RunDirError) as exc:
         fail(str(exc))
     for path in written:
@@ -209,47 +198,60 @@ def report(
 
 
 @app.command()
-def show(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
-    """Config, status, verdict and last metrics of one run."""
+def show(run_dir: Path = typer.Argument(..., help="a run directory"),
+         config: bool = typer.Option(False, "--config", help="also print the resolved config")
+         ) -> None:
+    """Status, verdict and last metrics of one run (and its config with --config)."""
     import yaml
 
     from dynamics_lab.tracking.metrics import read_metrics
+    from dynamics_lab.tracking.resume import still_running
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
 
     try:
         run = RunDir.open(run_dir)
-        meta, verdict, config = run.meta, run.verdict(), run.config()
+        meta, verdict = run.meta, run.verdict()
+        metrics = read_metrics(run.metrics_path) if run.metrics_path.exists() else None
+        resolved = run.config() if config else None
     except RunDirError as exc:
         fail(str(exc))
-    echo(yaml.safe_dump(config, sort_keys=False).rstrip())
-    echo(f"\nstatus: {meta.get('status')}  wall: {meta.get('wall_time_s')}s  "
-         f"device: {meta.get('device')}  commit: {(meta.get('git') or {}).get('commit')}")
-    if meta.get("error"):
-        echo(f"error: {meta['error']}")
+    if run.status == Status.RUNNING:
+        time_ = f"running for {elapsed_s(meta.get('started')):.1f}s"
+        if not still_running(run):
+            time_ += " (no live process holds it: `dynlab resume` continues it)"
+    else:
+        time_ = f"wall: {meta.get('wall_time_s')}s"
+    where = {"device": meta.get("device"), "commit": (meta.get("git") or {}).get("commit")}
+    echo(f"status: {run.status}  {time_}" + "".join(f"  {k}: {v}" for k, v in where.items() if v))
     if verdict:
         echo(f"verdict: {verdict.get('summary')}")
-    if run.metrics_path.exists():
-        metrics = read_metrics(run.metrics_path)
-        if len(metrics):
-            last = metrics.ffill().iloc[-1]
-            echo("last metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
+    if meta.get("error"):
+        echo(f"error: {meta['error']}")
+    if metrics is not None and len(metrics):
+        last = metrics.ffill().iloc[-1]
+        echo(f"last metrics (step {int(last['step'])}): " + ", ".join(
+            f"{k}={v:.4g}" for k, v in last.items() if k != "step"))
+    if resolved is not None:
+        echo("\n" + yaml.safe_dump(resolved, sort_keys=False).rstrip())
+
+
+def elapsed_s(started: str | None) -> float:
+    """Seconds since an ISO timestamp from meta.json (0 when there is none)."""
+    from datetime import datetime, timezone
+
+    if not started:
+        return 0.0
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds()
 
 
 @app.command()
 def resume(run_dir: Path = typer.Argument(..., help="a stopped run directory")) -> None:
     """Continue a stopped run from its last checkpoint, appending to the same metrics."""
-    from dynamics_lab.runner import execute
-    from dynamics_lab.tracking.resume import ResumeError, prepare_resume
+    from dynamics_lab.tracking.rundir import RunDir, RunDirError
+    from dynamics_lab.train.runner import execute
 
     try:
-        run, ckpt = prepare_resume(run_dir)
-    except ResumeError as exc:
+        result = execute(RunDir(run_dir), resume=True, echo=echo)
+    except RunDirError as exc:  # not a run, finished, in use, no or unsafe checkpoint, bad metrics
         fail(str(exc))
-    echo(f"resuming {run.path} from {ckpt.name}")
-    result = execute(run, ckpt_path=str(ckpt), echo=echo)
-    print_result(result.status, result.verdict, result.error, result.wall_time_s)
-    raise typer.Exit(0 if result.status in ("completed", "diverged") else 1)
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app(sys.argv[1:])
+    raise typer.Exit(print_result(result.run_dir))

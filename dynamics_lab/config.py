@@ -7,31 +7,36 @@ measurements, phenomenon) are validated by that class's own `Config`.
 
 from __future__ import annotations
 
-import copy
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from dynamics_lab.overrides import PROFILES as PROFILES
+from dynamics_lab.overrides import apply_overrides, resolve
+from dynamics_lab.overrides import parse_override as parse_override
 from dynamics_lab.registry import (
     MEASUREMENTS,
     MODELS,
     PHENOMENA,
     TASKS,
+    PluginError,
     UnknownNameError,
     did_you_mean,
+    import_plugins,
 )
 from dynamics_lab.schema import (
     ConfigError,
     NamedSection,
     OptimConfig,
     Section,
+    Seed,
     validate_section,
 )
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
-PROFILES = ("quick", "full")
 
 
 class TrainerConfig(Section):
@@ -73,7 +78,7 @@ class SweepConfig(Section):
     """A grid of dotted keys -> values, crossed with seeds; `slurm` configures that launcher."""
 
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
@@ -83,11 +88,14 @@ class ExperimentConfig(Section):
     name: str
     description: str = ""
     profile: str = "quick"
-    seed: int = 0  # model init and minibatch order; the data split has its own task.seed
+    seed: Seed = 0  # model init and minibatch order; the data split has its own task.seed
     task: NamedSection
     model: NamedSection
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    # Modules or .py files to import before the named sections are looked up (.py made absolute
+    # at load time, so sweep workers import the same file from any directory).
+    plugins: list[str] = Field(default_factory=list)
     measure: dict[str, NamedSection] = Field(default_factory=dict)
     phenomenon: NamedSection | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -137,83 +145,16 @@ def list_experiments() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
 
-def deep_merge(base: dict, update: dict) -> dict:
-    """Merge `update` into a copy of `base`: mappings merge recursively, anything else replaces."""
-    out = copy.deepcopy(base)
-    if "name" in update and update["name"] != out.get("name"):
-        out = {}  # a section that names another class starts afresh
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """'optim.lr=0.01' -> ('optim.lr', 0.01); the value is parsed as YAML."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"bad override '{text}': expected KEY=VALUE, e.g. optim.lr=0.01")
-    try:
-        return key, yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        return key, raw
-
-
-def set_dotted(raw: dict, key: str, value: Any) -> None:
-    """Set `a.b.c` in a nested dict.
-
-    A null value under `measure` removes that measurement; a new `name` for a section
-    (e.g. model.name=transformer) drops the keys of the class it replaces.
-    """
-    parts = key.split(".")
-    if parts[:2] == ["sweep", "grid"] and len(parts) > 3:
-        parts = [*parts[:2], ".".join(parts[2:])]  # grid keys are dotted paths themselves
-    node = raw
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set '{key}': '{'.'.join(parts[: i + 1])}' is not a section")
-        node = child
-    if value is None and parts[:-1] == ["measure"]:
-        node.pop(parts[-1], None)
-    elif parts[-1] == "name" and node.get("name", value) != value:
-        node.clear()  # another class: the old class's keys do not apply
-        node["name"] = value
-    else:
-        node[parts[-1]] = value
-
-
-def resolve(raw: dict, profile: str = "quick", overrides: list[str] | tuple = ()) -> dict:
-    """Apply a profile and dotted overrides to a raw experiment dict (not yet validated)."""
-    raw = copy.deepcopy(raw)
-    profiles = raw.pop("profiles", None) or {}
-    if profile not in profiles and profile not in PROFILES:
-        valid = sorted(set(profiles) | set(PROFILES))
-        raise ConfigError(
-            f"unknown profile '{profile}'{did_you_mean(profile, valid)}; valid: {', '.join(valid)}"
-        )
-    raw = deep_merge(raw, profiles.get(profile) or {})
-    raw["profile"] = profile
-    return apply_overrides(raw, overrides)
-
-
-def apply_overrides(raw: dict, overrides: list[str] | tuple) -> dict:
-    """Apply 'key=value' strings or (key, value) pairs to a copy of a raw config dict."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        key, value = parse_override(item) if isinstance(item, str) else item
-        set_dotted(raw, key, value)
-    return raw
-
-
 def build_config(raw: dict) -> ExperimentConfig:
-    """Validate a resolved raw dict into an ExperimentConfig."""
+    """Validate a resolved raw dict into an ExperimentConfig (importing its plugins first)."""
     raw = dict(raw)
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError("plugins: expected a list of module names or .py paths")
+    try:
+        import_plugins(plugins)
+    except PluginError as exc:
+        raise ConfigError(f"plugins: {exc}") from None
     named = {
         "task": _named(TASKS, raw.pop("task", None), "task"),
         "model": _named(MODELS, raw.pop("model", None), "model"),
@@ -232,10 +173,22 @@ def build_config(raw: dict) -> ExperimentConfig:
     return validate_section(ExperimentConfig, {**raw, **named}, "")
 
 
+def absolute_plugin(plugin: Any, base: Path) -> Any:
+    """A .py plugin as an absolute path: next to the experiment file if it is there, else
+    relative to the working directory. Module names stay as they are."""
+    if not isinstance(plugin, str) or not plugin.endswith(".py"):
+        return plugin
+    path = Path(plugin).expanduser()
+    if not path.is_absolute():
+        path = base / path if (base / path).is_file() else Path.cwd() / path
+    return str(path.resolve())
+
+
 def load_experiment(
     name_or_path: str | Path,
     profile: str = "quick",
     overrides: list[str] | tuple = (),
+    plugins: list[str] | tuple = (),
 ) -> ExperimentConfig:
     """Read an experiment YAML, apply profile and overrides, validate. Raises ConfigError."""
     path = experiment_path(name_or_path)
@@ -246,9 +199,49 @@ def load_experiment(
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
     raw.setdefault("name", path.stem)
-    config = build_config(resolve(raw, profile, overrides))
+    raw = resolve(raw, profile, overrides)
+    raw["plugins"] = [absolute_plugin(p, path.parent) for p in
+                      [*(raw.get("plugins") or []), *plugins]]
+    config = build_config(raw)
+    check_pairing(config)
     check_sweep_keys(config)
     return config
+
+
+def check_pairing(config: ExperimentConfig) -> None:
+    """Run the model once on two dummy inputs shaped like the task's.
+
+    A task/model pair that cannot work together (token inputs into a dense layer, a wrong
+    output width) fails here with one line, before anything is written. The model is built on
+    the meta device (shapes only, no memory) and, when its constructor needs real values, on
+    the CPU with a forked RNG, so the run's own seeding is untouched.
+    """
+    import torch
+
+    task = TASKS.build(config.task, batch_size=config.trainer.batch_size, seed=config.seed)
+    spec = task.spec
+    shape = (2, *spec.input_shape)
+
+    def forward(device: str):
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), torch.device(device):
+            x = (torch.zeros(shape, dtype=torch.long) if spec.n_tokens
+                 else torch.zeros(shape, dtype=torch.get_default_dtype()))
+            return MODELS.build(config.model, spec)(x)
+
+    try:
+        try:
+            out = forward("meta")
+        except Exception:  # e.g. an init that reads values (.item()): try with real tensors
+            out = forward("cpu")
+    except Exception as exc:  # any failure here is the pairing's, reported as config
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"model.name={config.model.name} cannot take task.name="
+                          f"{config.task.name} (inputs {shape[1:]}, "
+                          f"{'tokens' if spec.n_tokens else 'floats'}): {reason}") from None
+    if out.shape[0] != shape[0] or out.reshape(shape[0], -1).shape[1] != spec.n_outputs:
+        raise ConfigError(f"model.name={config.model.name} gives outputs of shape "
+                          f"{tuple(out.shape[1:])} but task.name={config.task.name} needs "
+                          f"{spec.n_outputs}")
 
 
 def check_sweep_keys(config: ExperimentConfig) -> None:
@@ -257,8 +250,15 @@ def check_sweep_keys(config: ExperimentConfig) -> None:
     for key, values in config.sweep.grid.items():
         if not values:
             raise ConfigError(f"sweep.grid.{key}: empty list of values")
+        seen = [json.dumps(v, sort_keys=True) for v in values]
+        repeated = sorted({v for v in seen if seen.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"sweep.grid.{key}: repeated value(s) {', '.join(repeated)}; "
+                              "each grid value names one run")
         for value in values:
             try:
-                build_config(apply_overrides(base, [(key, value)]))
+                variant = build_config(apply_overrides(base, [(key, value)]))
+                if key.split(".")[0] in ("task", "model"):
+                    check_pairing(variant)
             except ConfigError as exc:
                 raise ConfigError(f"sweep.grid.{key}={value!r}: {exc}") from None

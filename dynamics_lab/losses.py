@@ -26,7 +26,18 @@ def hinge(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.relu(1 - targets * outputs.reshape(targets.shape)).mean()
 
 
-LOSSES = {"squared": squared, "cross_entropy": cross_entropy, "logistic": logistic, "hinge": hinge}
+def barlow_twins(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """||C - I||_F^2, C the symmetrised cross-correlation of the two views' embeddings (outputs
+    n x 2 x d): Barlow Twins without batch norm, lambda = 1, the linear-model objective of Simon
+    et al. (2023). No targets. Not a mean over examples: evaluate on whole splits."""
+    z = outputs.reshape(outputs.shape[0], 2, -1)
+    cross = z[:, 0].T @ z[:, 1] / z.shape[0]
+    c = (cross + cross.T) / 2
+    return (c - torch.eye(c.shape[0], dtype=c.dtype, device=c.device)).pow(2).sum()
+
+
+LOSSES = {"squared": squared, "cross_entropy": cross_entropy, "logistic": logistic, "hinge": hinge,
+          "barlow_twins": barlow_twins}
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor | None:

@@ -1,17 +1,30 @@
-"""Name -> class tables for tasks, models, measurements and phenomena.
+"""Name -> class tables for tasks, models, measurements and phenomena, and plugin loading.
 
-A new task, model or measurement registers itself with a decorator; configs refer to it by
-name, and a misspelt name fails with the valid choices and a "did you mean".
+A task, model, measurement or phenomenon registers itself with a decorator; configs refer to it
+by name, and a misspelt name fails with the valid choices and a "did you mean". Code outside the
+package joins in two ways, without editing it: an installed distribution's entry points (group
+`dynamics_lab.tasks`, `.models`, `.measurements`, `.phenomena`; the value is a module to import or
+a class to register under the entry point's name), or an experiment's `plugins:` list of module
+names and .py files (`import_plugins`).
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class PluginError(ImportError):
+    """A plugin module or file that cannot be imported; the message is one line."""
 
 
 class UnknownNameError(KeyError):
@@ -46,12 +59,24 @@ class Registry(Generic[T]):
 
         return decorator
 
+    @property
+    def entry_point_group(self) -> str:
+        return f"dynamics_lab.{self.plural}"
+
     def _load_builtins(self) -> None:
         # Built-ins register on import; importing lazily keeps `dynlab --help` free of torch.
         if not self._loaded:
             self._loaded = True
             for module in self._builtin_modules:
                 importlib.import_module(module)
+            for point in entry_points(group=self.entry_point_group):
+                try:
+                    obj = point.load()
+                except Exception as exc:  # a broken plugin names itself, not a traceback
+                    raise PluginError(f"entry point '{point.name}' in group "
+                                      f"'{self.entry_point_group}' failed to load: {exc}") from None
+                if isinstance(obj, type) and point.name not in self._items:
+                    self.register(point.name)(obj)
 
     def get(self, name: str) -> T:
         self._load_builtins()
@@ -84,3 +109,45 @@ TASKS: Registry = Registry("task", ("dynamics_lab.tasks",))
 MODELS: Registry = Registry("model", ("dynamics_lab.models",))
 MEASUREMENTS: Registry = Registry("measurement", ("dynamics_lab.measure",))
 PHENOMENA: Registry = Registry("phenomenon", ("dynamics_lab.phenomena",), "phenomena")
+
+
+_imported_files: dict[Path, str] = {}
+
+
+def import_plugins(plugins: list[str]) -> None:
+    """Import each plugin once: a module name, or a path to a .py file (imported by path).
+
+    Importing is what registers the plugin's classes, so this runs before a config's named
+    sections are validated, in the CLI and in every sweep worker alike.
+    """
+    for plugin in plugins:
+        if plugin.endswith(".py"):
+            _import_file(Path(plugin))
+            continue
+        try:
+            importlib.import_module(plugin)
+        except ImportError as exc:
+            raise PluginError(f"plugin '{plugin}' cannot be imported: {exc}; give an installed "
+                              "module name or a path to a .py file") from None
+
+
+def _import_file(path: Path) -> None:
+    path = path.resolve()
+    if path in _imported_files:
+        return
+    if not path.is_file():
+        raise PluginError(f"plugin file not found: {path}")
+    # A name unique to the path: two plugins called measures.py in different folders coexist.
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    name = f"dynlab_plugin_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    _imported_files[path] = name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name], _imported_files[path]
+        raise PluginError(f"plugin file {path} failed to import: "
+                          f"{type(exc).__name__}: {exc}") from None
+

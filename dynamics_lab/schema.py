@@ -4,9 +4,20 @@ not from `config` (which assembles the whole experiment tree)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+import types
+import typing
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from dynamics_lab.registry import did_you_mean
 
@@ -15,10 +26,63 @@ class ConfigError(ValueError):
     """A bad experiment name, key, value or override; the message is one line."""
 
 
+Seed = Annotated[int, Field(ge=0)]  # numpy and torch generators take 0 .. 2**32 - 1 / 2**64 - 1
+
+
+def admits_bool(annotation: Any) -> bool:
+    """Whether a field's type takes a boolean as itself (not as 0/1, pydantic's lax reading)."""
+    if annotation is bool or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    if origin in (Union, types.UnionType, Annotated):
+        return any(admits_bool(a) for a in typing.get_args(annotation))
+    return False
+
+
+def check_plain_value(value: Any, allow_bool: bool, where: str = "") -> None:
+    """Refuse what cannot train, wherever it sits in a value: NaN/inf, and booleans as numbers.
+
+    Sections (mappings validated by their own model) are checked there; free-form mappings
+    (the sweep grid, sbatch options) are walked here, naming the inner key.
+    """
+    at = f" at '{where}'" if where else ""
+    if isinstance(value, bool):
+        if not allow_bool:
+            raise ValueError(f"expected a number or text{at}, got the boolean {value}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number{at}, got {value}")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_plain_value(item, allow_bool, where)
+    elif isinstance(value, dict) and where is not None:
+        for key, item in value.items():
+            check_plain_value(item, True, f"{where}.{key}" if where else str(key))
+
+
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated.
+
+    Every field also refuses non-finite numbers and booleans where it expects a number
+    (pydantic would read `max_steps: true` as 1).
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        annotation = field.annotation if field is not None else Any
+        allow_bool = admits_bool(annotation)
+        if isinstance(value, (list, tuple)):
+            args = typing.get_args(annotation)
+            allow_bool = any(admits_bool(a) for a in args) if args else allow_bool
+        if isinstance(value, dict) and typing.get_origin(annotation) is not dict:
+            return value  # a sub-section: its own model checks its fields by name
+        check_plain_value(value, allow_bool)
+        return value
 
 
 class NamedSection(Section):
@@ -33,7 +97,8 @@ class OptimConfig(Section):
     name: Literal["adamw", "adam", "sgd", "gd"] = "adamw"
     lr: PositiveFloat = 1e-3
     weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9, 0.999)
     eps: PositiveFloat = 1e-8
     momentum: float = Field(0.0, ge=0, lt=1)
 
@@ -62,8 +127,9 @@ def _format_error(err: dict, model: type[BaseModel], prefix: str) -> str:
         valid = [parent + v for v in valid]
         return f"unknown key '{key}'{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
     got = err.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, dict) else ""
-    return f"{key}: {err['msg']}{shown}"
+    message = err["msg"].removeprefix("Value error, ")
+    shown = f" (got {got!r})" if not isinstance(got, dict) and "got" not in message else ""
+    return f"{key}: {message}{shown}"
 
 
 def validate_section(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:

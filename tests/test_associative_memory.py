@@ -19,14 +19,14 @@ from dynamics_lab.models.memory import (
     storage_weights,
 )
 from dynamics_lab.phenomena import detect
-from dynamics_lab.phenomena.scaling import fit_power_law, scaling_fits, theory_exponent
-from dynamics_lab.runner import execute
+from dynamics_lab.phenomena.scaling_law import fit_power_law, scaling_fits, theory_exponent
 from dynamics_lab.tasks.associative_memory import (
     AssociativeMemoryTask,
     AssociativeMemoryTaskConfig,
     zipf_probabilities,
 )
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.runner import execute
 
 # -- task -------------------------------------------------------------------------------------
 
@@ -167,6 +167,18 @@ def test_fit_recovers_a_planted_exponent_inside_its_interval():
         fit_power_law([1, 2], [1, 0.5])
 
 
+def test_a_power_law_is_only_called_one_when_the_points_support_it():
+    x = 2.0 ** np.arange(5, 11)  # six sizes
+    assert fit_power_law(x, 3 * x ** -0.7).outcome == "detected"
+    exponential = fit_power_law(x, np.exp(-x / 256))  # a line through it has a CI, but it curves
+    assert exponential.outcome == "not_detected" and "exponential" in exponential.reason
+    bending = fit_power_law(x, x ** -1.0 + 0.01)  # a power law that meets a floor
+    assert bending.outcome == "not_detected" and "curve" in bending.reason
+    four = fit_power_law(x[:4], 3 * x[:4] ** -0.7)
+    assert four.outcome == "undetermined" and "4 sizes" in four.reason
+    assert four.exponent == pytest.approx(0.7)  # the exponent is still reported
+
+
 def test_theory_exponents():
     assert theory_exponent("top_k", "d", 2.0) == 1.0
     assert theory_exponent("frequency", "d", 2.0) == 0.25
@@ -203,8 +215,12 @@ def test_scaling_law_verdict_both_outcomes():
     assert verdict.error_seen is None and (verdict.d, verdict.T) == (32, 4096)
     assert verdict.summary.startswith("d=32, T=4 096: population error 0.05 (trained)")
     stuck = frame.assign(**{"memory/population_error": [0.9, 0.95]})
-    assert not detect("scaling_law", stuck, experiment).detected  # no better than chance (0.9)
-    assert not detect("scaling_law", frame[["step"]], experiment).detected
+    assert detect("scaling_law", stuck, experiment).outcome == "not_detected"  # chance is 0.9
+    missing = detect("scaling_law", frame[["step"]], experiment)
+    assert missing.outcome == "undetermined"
+    assert missing.reason == "memory/population_error not logged"
+    unknown = detect("scaling_law", frame, {"task": {"name": "associative_memory"}})
+    assert unknown.outcome == "undetermined" and "chance level unknown" in unknown.reason
 
 
 def test_tiny_run_through_the_runner(tmp_path):

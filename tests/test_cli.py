@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
+from dynamics_lab.tracking.rundir import RunDir
 
 runner = CliRunner()
 
@@ -34,7 +35,7 @@ def test_tiny_run_writes_the_run_directory(runs_root, tiny_overrides):
     assert run.parent.parent == runs_root / "grokking"
     names = {p.name for p in run.iterdir()}
     assert {"config.yaml", "meta.json", "metrics.csv", "verdict.json", "checkpoints"} <= names
-    assert (run / "checkpoints" / "last.ckpt").exists()
+    assert RunDir(run).has_checkpoint()
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["seed"] == 1 and meta["device"] == "cpu"
     assert {"commit", "dirty"} <= set(meta["git"]) and meta["argv"]
@@ -84,7 +85,9 @@ def test_a_failing_run_does_not_stop_the_sweep(runs_root, tiny_overrides):
     # Asking for CUDA where there is none fails that run inside its worker.
     grid = ["sweep.grid={trainer.device: [cuda, cpu]}"]
     result = invoke("run", "grokking", "--sweep", *sets(tiny_overrides + grid))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a sweep with a failure says so
+    assert "1 run(s) did not finish" in result.output
+    assert "device=cuda,seed=0: failed: ValueError: trainer.device=cuda but no" in result.output
     statuses = {p.parent.name: json.loads(p.read_text())["status"]
                 for p in runs_root.rglob("meta.json")}
     assert sorted(statuses.values()) == ["completed", "failed"]

@@ -12,11 +12,11 @@ from dynamics_lab.cli import app
 from dynamics_lab.config import load_experiment
 from dynamics_lab.phenomena import detect
 from dynamics_lab.report import write_report
-from dynamics_lab.runner import execute
 from dynamics_lab.sweep import expand, prepare_sweep, single
 from dynamics_lab.tasks.regression import TeacherRegression, TeacherRegressionConfig, chebyshev
 from dynamics_lab.tracking.metrics import read_metrics
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.runner import execute
 
 GD = {"optim": {"name": "gd", "lr": 0.1}}  # 2/eta = 20
 
@@ -41,10 +41,12 @@ def test_detected_when_sharpness_hovers_at_two_over_eta():
     v = detect("edge_of_stability", table(lambda i: 1 + 0.05 * np.sin(i)), GD)
     # 0.95 x 20 is first reached at step 675 (2.5 + 17.5 * 675 / 700 = 19.4).
     assert v.detected and v.threshold == 20.0 and v.crossing_step == 675
-    assert v.fraction_within == 1.0 and v.n_later_samples == 93
+    # The band is judged on the first half of the 93 later samples.
+    assert v.fraction_within == 1.0 and v.n_later_samples == 93 and v.n_window_samples == 47
+    assert v.start_ratio == pytest.approx(2.5 / 20) and v.loss_change < 1
     assert v.loss_rise_fraction == pytest.approx(750 / 3000)
-    assert v.summary == ("sharpness reached 2/eta=20.0 at step 675 and stayed within 10% for "
-                         "100% of 93 later samples; loss rose on 25% of steps")
+    assert v.summary == ("sharpness reached 2/eta=20 at step 675 and stayed within 10% for "
+                         "100% of the 47 samples after the crossing; loss rose on 25% of steps")
 
 
 def test_not_detected_when_sharpness_overshoots_and_stays_far():
@@ -59,27 +61,28 @@ def test_never_reaching_the_threshold():
     frame["hessian/lambda_max"] *= 0.8
     v = detect("edge_of_stability", frame, GD)
     assert not v.detected and v.crossing_step is None and v.fraction_within is None
-    assert v.summary.startswith("sharpness never reached 2/eta=20.0: peaked at 0.80x of it")
+    assert v.outcome == "not_detected"  # levelled off: not still rising
+    assert v.summary.startswith("sharpness never reached 2/eta=20: peaked at 0.80x of it")
 
 
 def test_reached_too_late_to_tell():
     config = {**GD, "phenomenon": {"name": "edge_of_stability", "min_later_samples": 10}}
     v = detect("edge_of_stability", table(lambda i: 1.0, reach_at=3000), config)
-    assert not v.detected and v.crossing_step == 2850 and v.n_later_samples == 6
-    assert v.fraction_within == 1.0
-    assert "too late to tell: 6 later samples (need 10)" in v.summary
+    assert v.outcome == "undetermined" and v.crossing_step == 2850 and v.n_later_samples == 6
+    assert "too late to tell: 6 later samples over 150 steps (need 10" in v.summary
 
 
 def test_no_hessian_column_and_threshold_from_config():
     frame = table(lambda i: 1.0)
     v = detect("edge_of_stability", frame.drop(columns=["hessian/lambda_max"]), GD)
-    assert not v.detected and "no sharpness logged" in v.summary
-    assert v.loss_rise_fraction == pytest.approx(0.25)
+    assert v.outcome == "undetermined"
+    assert v.reason == "hessian/precond_lambda_max or hessian/lambda_max not logged"
     unlogged = table(lambda i: 1.0, log=False)
     assert detect("edge_of_stability", unlogged, GD).threshold == pytest.approx(20.0)
     momentum = {"optim": {"name": "sgd", "lr": 0.1, "momentum": 0.5}}  # (2 + 1) / 0.1 = 30
     assert detect("edge_of_stability", unlogged, momentum).threshold == pytest.approx(30.0)
     assert "no stability threshold" in detect("edge_of_stability", unlogged, {}).summary
+    assert detect("edge_of_stability", unlogged, {}).outcome == "undetermined"
 
 
 def test_adam_uses_the_preconditioned_sharpness():
@@ -138,8 +141,12 @@ def test_report_draws_sharpness_against_two_over_eta(tmp_path):
     sweep_dir = tmp_path / "runs" / "edge_of_stability" / "sweep"
     for run_dir in prepare_sweep(config, expand(config), sweep_dir):
         assert execute(RunDir(run_dir), echo=lambda m: None).status == "completed"
-    written = write_report(tmp_path / "runs", tmp_path / "results")
-    assert [p.name for p in written] == ["summary.csv", "sharpness.png"]
+    printed = []
+    written = write_report(tmp_path / "runs", tmp_path / "results", echo=printed.append)
+    assert [p.name for p in written] == ["summary.csv", "cells.csv", "sharpness.png"]
+    cells = pd.read_csv(written[1])
+    assert list(cells["optim.lr"]) == [0.1, 0.3] and set(cells["runs"]) == {1}
+    assert "lr=0.1: " in printed[0] and "seeds detected" in printed[0]
     summary = pd.read_csv(written[0])
     assert sorted(summary["threshold"]) == pytest.approx([2 / 0.3, 2 / 0.1])
 

@@ -8,10 +8,11 @@ from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
 from dynamics_lab.config import load_experiment
-from dynamics_lab.runner import execute
 from dynamics_lab.sweep import expand, prepare_sweep
-from dynamics_lab.sweep.ensemble import execute_ensemble, group_jobs
+from dynamics_lab.sweep.jobs import group_jobs
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.ensemble import execute_ensemble
+from dynamics_lab.train.runner import execute
 
 # float64 makes "equal up to rounding" tight: the vmapped and plain matmuls agree to ~1e-15.
 EXACT = ["trainer.dtype=float64", "logging.wandb=false"]

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 from dynamics_lab.cli import app
 from dynamics_lab.config import load_experiment
 from dynamics_lab.measure.base import Measurement
-from dynamics_lab.module import DynamicsModule
 from dynamics_lab.registry import MODELS, TASKS
-from dynamics_lab.runner import build_trainer
 from dynamics_lab.sweep import expand, prepare_sweep
 from dynamics_lab.tracking.metrics import LocalMetricsLogger
 from dynamics_lab.tracking.rundir import RunDir, RunDirError, new_sweep_id
+from dynamics_lab.train.module import DynamicsModule
+from dynamics_lab.train.runner import build_trainer
 
 
 def invoke(*args):
@@ -78,7 +78,7 @@ def odd_dirs(tmp_path, tiny_overrides):
     bad_ckpt = RunDir.create(tmp_path / "bad_ckpt", config.to_dict(), 0)
     bad_ckpt.update_meta(status="killed")
     bad_ckpt.checkpoint_dir.mkdir()
-    (bad_ckpt.checkpoint_dir / "last.ckpt").write_bytes(b"\x00garbage")
+    bad_ckpt.last_checkpoint.write_bytes(b"\x00garbage")
     bad_sweep = tmp_path / "bad_sweep"
     bad_sweep.mkdir()
     (bad_sweep / "sweep.json").write_text("[1, 2")

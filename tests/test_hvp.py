@@ -288,3 +288,95 @@ def test_release_frees_the_graph_and_context_manager_releases():
 def test_unknown_method_rejected():
     with pytest.raises(ValueError, match="reuse"):
         hessian_vector_product(mlp([3, 4, 2]), mse, data(5, 3), method="graph")
+
+
+# -- random layers: a fixed symmetric operator --------------------------------------------------
+
+
+def dropout_mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 12), nn.Tanh(), nn.Dropout(0.3), nn.Linear(12, 1)).double()
+
+
+def masked_twin_hessian(model, batch, seed):
+    """Brute force: record the dropout mask the seeded forward draws, then the dense Hessian of
+    the same network with that mask as a constant."""
+    masks = []
+    hook = model[2].register_forward_hook(lambda m, i, o: masks.append(o / i[0]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model(batch[0])
+    hook.remove()
+    net = nn.Sequential(model[0], model[1], Scale(masks[0].detach()), model[3])
+    return dense_hessian(net, mse, batch)
+
+
+class Scale(nn.Module):
+    def __init__(self, mask):
+        super().__init__()
+        self.mask = mask
+
+    def forward(self, x):
+        return x * self.mask
+
+
+@pytest.mark.parametrize("method", ["reuse", "func", "double_backward"])
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_dropout_hvp_is_a_fixed_symmetric_operator(method, chunk_size):
+    model, batch = dropout_mlp().train(), data(20, 4)
+    g = torch.Generator().manual_seed(2)
+    u, v = (torch.randn(73, generator=g, dtype=torch.float64) for _ in range(2))
+    rng = torch.get_rng_state()
+    hvp = hessian_vector_product(model, mse, batch, method=method, chunk_size=chunk_size)
+    hu, hv = hvp(u), hvp(v)
+    torch.testing.assert_close(u @ hv, v @ hu, rtol=1e-12, atol=0)
+    assert torch.equal(hvp(u), hu)  # the same masks at every call
+    again = hessian_vector_product(model, mse, batch, method=method, chunk_size=chunk_size)
+    torch.testing.assert_close(again(v), hv, rtol=1e-12, atol=1e-14)  # and in a new operator
+    assert torch.equal(torch.get_rng_state(), rng) and model.training
+    if chunk_size is None:
+        torch.testing.assert_close(hv, masked_twin_hessian(model, batch, 0) @ v)
+    # Without a seed each forward draws new masks: the operator is neither symmetric nor fixed.
+    loose = hessian_vector_product(model, mse, batch, method=method, chunk_size=chunk_size,
+                                   seed=None)
+    if method != "reuse":  # reuse draws its masks once per graph
+        assert not torch.allclose(u @ loose(v), v @ loose(u))
+
+
+def test_all_methods_apply_the_same_fixed_mask_hessian():
+    model, batch = dropout_mlp().train(), data(20, 4)
+    v = torch.randn(73, dtype=torch.float64)
+    for chunk_size in (None, 7):
+        results = [hessian_vector_product(model, mse, batch, method=m, chunk_size=chunk_size,
+                                          seed=3)(v) for m in ("reuse", "func", "double_backward")]
+        for other in results[1:]:
+            torch.testing.assert_close(other, results[0], rtol=1e-10, atol=1e-12)
+    g_a, g_b = gradient(model, mse, batch, seed=3), gradient(model, mse, batch, seed=3)
+    assert torch.equal(g_a, g_b)
+
+
+def test_chunking_batchnorm_in_train_mode_is_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1)).double()
+    batch = data(16, 4)
+    with pytest.raises(ValueError, match=r"1 \(BatchNorm1d\)|1 normalize"):
+        hessian_vector_product(model.train(), mse, batch, chunk_size=8)
+    with pytest.raises(ValueError, match="batch statistics"):
+        gradient(model.train(), mse, batch, chunk_size=8)
+    # In eval mode BatchNorm is per example: chunked equals unchunked.
+    model.eval()
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    torch.testing.assert_close(hessian_vector_product(model, mse, batch, chunk_size=5)(v),
+                               hessian_vector_product(model, mse, batch)(v))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_dropout_hvp_is_fixed_and_leaves_the_cuda_rng_alone():
+    model, batch = dropout_mlp().cuda().train(), tuple(t.cuda() for t in data(20, 4))
+    u, v = torch.randn(73, dtype=torch.float64).cuda(), torch.randn(73, dtype=torch.float64).cuda()
+    state = torch.cuda.get_rng_state()
+    for chunk_size in (None, 7):
+        hvp = hessian_vector_product(model, mse, batch, method="func", chunk_size=chunk_size)
+        torch.testing.assert_close(u @ hvp(v), v @ hvp(u), rtol=1e-12, atol=0)
+        assert torch.equal(hvp(u), hvp(u))
+    assert torch.equal(torch.cuda.get_rng_state(), state)

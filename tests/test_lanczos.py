@@ -172,3 +172,13 @@ def test_cuda_smoke():
     res = lanczos(lambda v: a @ v, 150, k=2, tol=1e-8, device="cuda")
     assert res.eigenvectors.is_cuda and res.converged
     torch.testing.assert_close(res.eigenvalues, torch.tensor([9.0, 7.5]).double())
+
+
+def test_extra_vectors_are_the_next_ritz_vectors():
+    a = rotated(spread_spectrum())
+    res = lanczos(lambda v: a @ v, a.shape[0], k=1, tol=1e-12, extra_vectors=2)
+    true = torch.linalg.eigh(a).eigenvectors.flip(1)  # columns by descending eigenvalue
+    assert res.eigenvectors.shape == (150, 1) and res.extra_vectors.shape == (150, 2)
+    overlaps = (true[:, 1:3].T @ res.extra_vectors).abs().diagonal()
+    torch.testing.assert_close(overlaps, torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-6)
+    assert lanczos(lambda v: a @ v, 150, k=1).extra_vectors is None

@@ -114,22 +114,24 @@ def test_agent_run_executes_the_run_wandb_config_names(runs_root, tiny_overrides
 
 
 def test_resume_sweep_skips_finished_runs_and_retries_the_rest(runs_root, tiny_overrides):
-    overrides = tiny_overrides + [GRID]
+    overrides = tiny_overrides + [GRID.replace("[0.0, 1.0]", "[0.0, 0.5, 1.0]")]
     config = load_experiment("grokking", "quick", overrides)
     sweep = runs_root / "grokking" / "manual"
-    done, failed = prepare_sweep(config, expand(config), sweep)
+    done, failed, lost = prepare_sweep(config, expand(config), sweep)
     RunDir(done).update_meta(status="completed")
     before = (done / "meta.json").read_text()
     RunDir(failed).update_meta(status="failed", error="boom")
     (failed / "metrics.csv").write_text("step,train/loss\n0,9.0\n")
+    (lost / "config.yaml").unlink()  # unrecoverable: the others go on
 
     mismatch = invoke("run", "grokking", "--sweep", "--resume-sweep", sweep,
                       *sets(overrides + ["optim.lr=0.1"]))
     assert mismatch.exit_code == 2 and "optim.lr" in mismatch.output
 
     result = invoke("run", "grokking", "--sweep", "--resume-sweep", sweep, *sets(overrides))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # one run could not be finished
     assert "launching 1" in result.output
+    assert f"{lost.name}: unrecoverable: config.yaml is missing" in result.output
     assert (done / "meta.json").read_text() == before
     meta = json.loads((failed / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["attempts"] == 2 and "error" not in meta

@@ -17,11 +17,11 @@ from dynamics_lab.linalg.representations import (
 )
 from dynamics_lab.measure.features import FeatureMetrics, hidden_layers, token_weights
 from dynamics_lab.models.mlp import MLP, MLPConfig
-from dynamics_lab.module import DynamicsModule
 from dynamics_lab.schema import OptimConfig
 from dynamics_lab.tasks.modular_arithmetic import ModularArithmetic, ModularArithmeticConfig
 from dynamics_lab.tasks.parity import Parity, ParityConfig
 from dynamics_lab.tasks.polynomial import Polynomial, PolynomialConfig
+from dynamics_lab.train.module import DynamicsModule
 
 
 def measure_once(model, task, **kwargs):

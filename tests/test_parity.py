@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dynamics_lab.config import load_experiment
-from dynamics_lab.phenomena import detect
-from dynamics_lab.report.parity import parity_figures
+from dynamics_lab.phenomena import build, detect
+from dynamics_lab.phenomena.sweep_view import SweepView
 from dynamics_lab.schema import ConfigError
 from dynamics_lab.tasks.base import ResidentBatches
 from dynamics_lab.tasks.parity import FreshBatches, Parity, ParityConfig
@@ -75,7 +75,7 @@ def test_fixed_sample_mode_cycles_over_the_training_split():
 
 def test_k_larger_than_n_is_a_config_error():
     with pytest.raises(ConfigError, match="need n >= k"):
-        load_experiment("parity", overrides=["task.n=2", "task.k=3"])
+        load_experiment("hidden_progress", overrides=["task.n=2", "task.k=3"])
 
 
 # -- detector --------------------------------------------------------------------------------
@@ -96,46 +96,55 @@ def synthetic(drop_at, steps=np.arange(0, 4001, 100), mass_rise=0.05):
 
 def test_hidden_progress_detected():
     v = detect("hidden_progress", synthetic(1500))
-    assert v.detected
-    assert v.drop_step == 1500 and v.plateau_start == 0 and v.plateau_length == 1500
-    assert v.plateau_end == 1300 and v.mass_growth == pytest.approx((0.1 + 0.05 * 13 / 15) / 0.1)
-    assert v.summary.startswith("hidden progress: 1 500-step plateau at loss 1, drop at step 1 500")
+    assert v.detected and v.outcome == "detected"
+    # The loss is within 10% of its level through step 1 300 (0.92) and below half at 1 500.
+    assert (v.plateau_start, v.plateau_end, v.drop_step) == (0, 1300, 1500)
+    assert v.plateau_length == 1300 and v.drop_ratio == pytest.approx(200 / 1300)
+    assert v.mass_growth == pytest.approx((0.1 + 0.05 * 13 / 15) / 0.1)
+    assert v.summary.startswith("hidden progress: 1 300-step plateau at loss 1, drop at step 1 500")
 
 
-def test_quick_learning_has_no_long_plateau():
+def test_quick_learning_has_no_plateau():
     v = detect("hidden_progress", synthetic(150))
-    assert not v.detected and v.drop_step == 200
-    assert v.plateau_value > 0.8  # the initial loss, not the median with post-drop losses
-    assert "without a long plateau" in v.summary
+    assert v.outcome == "not_detected" and v.drop_step is None
+    assert v.reason == "the loss never stayed flat for 5 evaluations"  # it fell from the start
 
 
-def test_no_drop_and_flat_mass_are_not_hidden_progress():
+def test_no_drop_is_undetermined_and_flat_mass_is_not_hidden_progress():
     v = detect("hidden_progress", synthetic(None))
-    assert not v.detected and v.drop_step is None and "still on the plateau" in v.summary
+    assert v.outcome == "undetermined" and v.drop_step is None
+    assert "still on the plateau" in v.reason
     flat = detect("hidden_progress", synthetic(1500, mass_rise=0.0))
-    assert not flat.detected and flat.mass_growth == pytest.approx(1.0)
+    assert flat.outcome == "not_detected" and flat.mass_growth == pytest.approx(1.0)
     assert "but relevant mass" in flat.summary
 
 
+def test_a_gradual_decline_is_not_a_plateau_then_a_drop():
+    steps = np.arange(0, 4001, 100)
+    frame = synthetic(1500).assign(**{"val/loss": 1 - steps / 4100, "val/acc": 0.5})
+    v = detect("hidden_progress", frame)
+    assert v.outcome == "not_detected" and v.drop_ratio > 1 and "declined gradually" in v.summary
+
+
 def test_report_figure(tmp_path):
-    rows = []
+    rows, frames = [], {}
     for k, drop in ((2, 150), (3, 1500)):
         run_id = f"k={k},seed=0"
-        (tmp_path / run_id).mkdir()
-        synthetic(drop).to_csv(tmp_path / run_id / "metrics.csv", index=False)
+        frames[run_id] = synthetic(drop)
         rows.append({"run_id": run_id, "task.k": k, "seed": 0, "status": "completed",
                      **detect("hidden_progress", synthetic(drop)).to_dict()})
-    written = parity_figures(pd.DataFrame(rows), tmp_path, tmp_path, ["task.k"])
+    view = SweepView(pd.DataFrame(rows), ["task.k"], tmp_path, frames.get, lambda run_id: {})
+    written = build("hidden_progress").figures(view)
     assert [p.name for p in written] == ["concentration_vs_loss.png"]
     assert written[0].stat().st_size > 10_000
 
 
 @pytest.mark.slow
 def test_sparse_parity_shows_hidden_progress(tmp_path):
-    from dynamics_lab.runner import execute
     from dynamics_lab.tracking.rundir import RunDir
+    from dynamics_lab.train.runner import execute
 
-    config = load_experiment("parity", overrides=["task.n=30", "task.k=3"])
+    config = load_experiment("hidden_progress", overrides=["task.n=30", "task.k=3"])
     run = RunDir.create(tmp_path / "run", config.to_dict(), config.seed)
     verdict = execute(run, echo=lambda *a: None).verdict
     assert verdict["detected"], verdict["summary"]

@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
 from dynamics_lab.config import load_experiment
-from dynamics_lab.runner import execute
 from dynamics_lab.sweep import prepare_sweep, single
 from dynamics_lab.tasks.base import ResidentBatches
+from dynamics_lab.tracking.checkpoint import RandomState
 from dynamics_lab.tracking.metrics import LocalMetricsLogger, MetricsFile, read_metrics
-from dynamics_lab.tracking.resume import RandomState
+from dynamics_lab.tracking.resume import start_point
 from dynamics_lab.tracking.rundir import RunDir
-from dynamics_lab.worker import start_point
+from dynamics_lab.train.runner import execute
 
 # Minibatches, so the resumed run must restore the generator behind the batch order.
 RESUMABLE = ["trainer.batch_size=32", "trainer.max_steps=100", "logging.wandb=false"]
@@ -40,9 +40,9 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, tiny_overr
     killed = prepared(tmp_path / "kill", overrides)
     assert execute(RunDir(reference), echo=lambda *_: None).status == "completed"
 
-    proc = subprocess.Popen([sys.executable, "-m", "dynamics_lab.worker", str(killed)],
+    proc = subprocess.Popen([sys.executable, "-m", "dynamics_lab.train.worker", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = killed / "checkpoints" / "last.ckpt"
+    checkpoint = RunDir(killed).last_checkpoint
     deadline = time.time() + 120
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -105,7 +105,7 @@ def test_random_state_round_trips_through_a_checkpoint():
 
 def fake_checkpoint(run, step):
     run.checkpoint_dir.mkdir()
-    torch.save({"global_step": step}, run.checkpoint_dir / "last.ckpt")
+    torch.save({"global_step": step}, run.last_checkpoint)
 
 
 def test_a_killed_run_continues_from_its_checkpoint(tmp_path, tiny_overrides):
@@ -115,7 +115,7 @@ def test_a_killed_run_continues_from_its_checkpoint(tmp_path, tiny_overrides):
         metrics.log({"train/loss": 1.0 / (step + 1)}, step=step)
     fake_checkpoint(run, 20)
     run.update_meta(status="killed")
-    assert start_point(run) == str(run.checkpoint_dir / "last.ckpt")
+    assert start_point(run) == run.last_checkpoint
     assert read_metrics(run.path)["step"].tolist() == [0, 10, 20]
     assert run.meta["resumed_at_steps"] == [20]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dynamics_lab.tracking.metrics import MetricsFile, read_metrics
+from dynamics_lab.tracking.metrics import MetricsError, MetricsFile, read_metrics
 from dynamics_lab.tracking.rundir import RunDir, RunDirError
 
 
@@ -73,3 +73,15 @@ def test_a_torn_last_line_is_dropped_and_compact_leaves_one_row_per_step(tmp_pat
     assert frame.loc[1, "a"] == 2.0 and frame.loc[1, "b"] == 3.0
     MetricsFile(path).compact()
     assert path.read_text().count("\n") == 3  # header + one row per step
+
+
+def test_a_metrics_file_that_does_not_parse_names_its_line(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,a,b\n0,1.0,2.0\n10,3.0\n20,4.0,5.0\n")  # line 3 lost a field
+    with pytest.raises(MetricsError, match=r"metrics.csv:3: 2 fields where the header has 3"):
+        read_metrics(path)
+    with pytest.raises(MetricsError):
+        MetricsFile(path)  # reopening (as a resumed run does) must not rewrite it
+    assert path.read_text() == "step,a,b\n0,1.0,2.0\n10,3.0\n20,4.0,5.0\n"
+    path.write_text("step,a\n")
+    assert read_metrics(path).empty  # a run that has not logged yet

@@ -4,7 +4,7 @@ Nothing here knows about Lightning; every function takes a model, a loss and ten
 """
 
 from dynamics_lab.linalg.hvp import flat_params, hessian_vector_product
-from dynamics_lab.linalg.lanczos import LanczosResult, lanczos
+from dynamics_lab.linalg.lanczos import LanczosResult, lanczos, warm_start
 from dynamics_lab.linalg.ntk import (
     empirical_ntk,
     frobenius_norm_estimate,
@@ -12,6 +12,7 @@ from dynamics_lab.linalg.ntk import (
     kernel_distance,
     label_projection_norm,
     matrix_free_alignment,
+    matrix_free_alignments,
 )
 from dynamics_lab.linalg.representations import (
     effective_rank,
@@ -46,7 +47,9 @@ __all__ = [
     "lanczos",
     "linear_cka",
     "matrix_free_alignment",
+    "matrix_free_alignments",
     "participation_ratio",
     "relevant_mass",
     "top_hessian_eigenvalues",
+    "warm_start",
 ]

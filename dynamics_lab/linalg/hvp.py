@@ -20,6 +20,14 @@ examples, float64 CPU, `benchmarks/curvature.py`):
 takes "func" instead: a chunk size is a memory bound, and reuse would keep every chunk's graph
 alive at once, i.e. the memory of the whole batch. Each falls back to the next one ("func",
 respectively "double_backward") if the model fails under it on the first call.
+
+A fixed symmetric operator: random layers (dropout, noise) would draw new masks at every
+forward, making H v random and u^T H v != v^T H u. Every forward of chunk i therefore runs with
+the global RNG forked and seeded to `seed + i` (and restored after), so all methods apply the
+Hessian of one fixed-mask loss, the same at every call (a chunked operator's masks differ from
+an unchunked one's; each is exact for its own masks). Chunking is exact because chunk losses are
+means over examples; a layer that normalizes with batch statistics (BatchNorm in train mode)
+breaks that, so chunking such a model is refused (`chunks.py`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jvp
 from torch.func import grad as func_grad
 
+from dynamics_lab.linalg.chunks import check_chunking, fixed_rng, weighted_chunks
 from dynamics_lab.linalg.hvp_reuse import GradientGraph
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -73,17 +82,6 @@ def _flatten(tensors: Iterable[Tensor]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def _weighted_chunks(batch, chunk_size: int | None) -> list[tuple[float, Tensor, Tensor]]:
-    """(weight, x, y) chunks whose weighted mean losses add up to the full-batch mean loss."""
-    x, y = batch
-    n = x.shape[0]
-    if chunk_size is None or chunk_size >= n:
-        return [(1.0, x, y)]
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
-    return [(xc.shape[0] / n, xc, yc) for xc, yc in zip(x.split(chunk_size), y.split(chunk_size))]
-
-
 def _loss_of_params(model: nn.Module, loss_fn: LossFn) -> Callable[[dict, Tensor, Tensor], Tensor]:
     """Mean loss as a pure function of a name->tensor parameter dict."""
     buffers = dict(model.named_buffers())
@@ -113,6 +111,7 @@ class HessianVectorProduct:
         *,
         chunk_size: int | None = None,
         method: str = "auto",
+        seed: int | None = 0,
     ):
         if method not in METHODS:
             raise ValueError(f"unknown HVP method {method!r}; choose one of {list(METHODS)}")
@@ -124,9 +123,13 @@ class HessianVectorProduct:
         self.dim = sum(p.numel() for p in self.params.values())
         self.method = method
         self._loss = _loss_of_params(model, loss_fn)
-        self._chunks = _weighted_chunks(batch, chunk_size)
+        self._chunks = weighted_chunks(batch, chunk_size)
+        check_chunking(model, self._chunks)
+        self._rng = lambda i: fixed_rng(None if seed is None else seed + i, self.device)
         buffers = [b for _, b in model.named_buffers()]
-        self._graph = GradientGraph(self._loss, self.params, self._chunks, watched=buffers)
+        self._graph = GradientGraph(
+            self._loss, self.params, self._chunks, watched=buffers, rng=self._rng
+        )
 
     def __call__(self, v: Tensor) -> Tensor:
         """H v for a flat vector v (cast to the parameters' dtype and device)."""
@@ -163,8 +166,9 @@ class HessianVectorProduct:
 
     def _combine(self, hvp_fn, tangent: dict[str, Tensor]) -> Tensor:
         total = None
-        for weight, x, y in self._chunks:
-            hv = _flatten(hvp_fn(tangent, x, y))
+        for i, (weight, x, y) in enumerate(self._chunks):
+            with self._rng(i):
+                hv = _flatten(hvp_fn(tangent, x, y))
             total = hv.mul_(weight) if total is None else total.add_(hv, alpha=weight)
         return total
 
@@ -204,6 +208,7 @@ def hessian_vector_product(
     *,
     chunk_size: int | None = None,
     method: str = "auto",
+    seed: int | None = 0,
 ) -> HessianVectorProduct:
     """Matvec of the Hessian of the mean loss over `batch`; `.dim`, `.dtype`, `.device` describe v.
 
@@ -214,9 +219,12 @@ def hessian_vector_product(
     each falling back on the first call if the model fails under it; the choice is then kept in
     `.method`). See the module docstring for costs. A "reuse" operator holds its graph until
     `.release()`; use it as a context manager (`with hessian_vector_product(...) as hvp:`) to
-    free the batch's activations as soon as a measurement is done.
+    free the batch's activations as soon as a measurement is done. Random layers use fixed masks
+    seeded from `seed` (None: the global RNG as it is, a random operator with dropout).
     """
-    return HessianVectorProduct(model, loss_fn, batch, chunk_size=chunk_size, method=method)
+    return HessianVectorProduct(
+        model, loss_fn, batch, chunk_size=chunk_size, method=method, seed=seed
+    )
 
 
 def gradient(
@@ -224,18 +232,25 @@ def gradient(
     loss_fn: LossFn,
     batch: tuple[Tensor, Tensor],
     chunk_size: int | None = None,
+    seed: int | None = 0,
 ) -> Tensor:
-    """Flat gradient of the full-batch mean loss, by reverse mode, leaving `.grad` untouched."""
+    """Flat gradient of the full-batch mean loss, by reverse mode, leaving `.grad` untouched.
+
+    Random layers draw the masks `hessian_vector_product` with the same seed uses.
+    """
     params = trainable_parameters(model)
+    device = next(iter(params.values())).device
     loss = _loss_of_params(model, loss_fn)
+    chunks = weighted_chunks(batch, chunk_size)
+    check_chunking(model, chunks)
     total = None
     with torch.enable_grad():
-        for weight, x, y in _weighted_chunks(batch, chunk_size):
+        for i, (weight, x, y) in enumerate(chunks):
             leaves = _as_leaves(params)
+            with fixed_rng(None if seed is None else seed + i, device):
+                value = loss(leaves, x, y)
             g = _flatten(
-                torch.autograd.grad(
-                    loss(leaves, x, y), tuple(leaves.values()), materialize_grads=True
-                )
+                torch.autograd.grad(value, tuple(leaves.values()), materialize_grads=True)
             )
             total = g.mul_(weight) if total is None else total.add_(g, alpha=weight)
     return total

@@ -16,7 +16,9 @@ result is never stale. Writes through `p.data` bypass version counters and are n
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor
@@ -34,8 +36,10 @@ class GradientGraph:
         params: dict[str, Tensor],
         chunks: Sequence[tuple[float, Tensor, Tensor]],
         watched: Sequence[Tensor] = (),
+        rng: Callable[[int], AbstractContextManager] = lambda i: contextlib.nullcontext(),
     ):
         self._loss, self._params, self._chunks = loss, params, list(chunks)
+        self._rng = rng  # the context chunk i's forward runs in (fixed dropout masks)
         self._watched = [*params.values(), *watched]
         self._inputs: tuple[Tensor, ...] = ()
         self._outputs: list[Tensor] = []  # gradient parts that depend on the params
@@ -61,10 +65,10 @@ class GradientGraph:
         leaves = {n: p.detach().requires_grad_(True) for n, p in self._params.items()}
         inputs = tuple(leaves.values())
         total: list[Tensor | None] = [None] * len(inputs)
-        for weight, x, y in self._chunks:
-            grads = torch.autograd.grad(
-                self._loss(leaves, x, y), inputs, create_graph=True, materialize_grads=True
-            )
+        for i, (weight, x, y) in enumerate(self._chunks):
+            with self._rng(i):
+                loss = self._loss(leaves, x, y)
+            grads = torch.autograd.grad(loss, inputs, create_graph=True, materialize_grads=True)
             for i, g in enumerate(grads):
                 g = g if weight == 1.0 else g * weight
                 total[i] = g if total[i] is None else total[i] + g

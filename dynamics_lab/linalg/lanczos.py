@@ -32,6 +32,9 @@ class LanczosResult:
     residuals: Tensor  # (k,) float64, CPU: Ritz residual bounds |beta_m s_m| ~ ||A v - lambda v||
     n_matvec: int
     converged: bool
+    # (dim, extra) Ritz vectors of the next Ritz values (not converged), to warm-start a later
+    # solve on a nearby operator (see `warm_start`); None unless asked for.
+    extra_vectors: Tensor | None = None
 
 
 @dataclass
@@ -167,14 +170,16 @@ def lanczos(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
+    extra_vectors: int = 0,
 ) -> LanczosResult:
     """The k largest algebraic eigenpairs of a symmetric operator, by Lanczos with full reorth.
 
     Stops once every top-k Ritz pair has residual bound |beta_m s_{m,i}| <= tol * |theta_i|
     (checked every step), at `max_iter` (capped at `dim`), or when the space is exhausted.
     The recurrence runs in `dtype` on `device` (default: those of `v0`, else float64 on CPU);
-    `v0` warm-starts (e.g. the previous top eigenvector), else a Gaussian vector is drawn from
-    `generator` (default: `default_generator()`, never the global RNG).
+    `v0` warm-starts (see `warm_start`), else a Gaussian vector is drawn from `generator`
+    (default: `default_generator()`, never the global RNG). `extra_vectors` > 0 also returns
+    the Ritz vectors after the top k (`.extra_vectors`), for the next warm start.
     """
     if not 1 <= k <= dim:
         raise ValueError(f"k must be in [1, dim={dim}], got {k}")
@@ -198,6 +203,32 @@ def lanczos(
 
     tri = tridiagonalize(matvec, start, max_iter, stop=stop, restart=draw)
     theta, s, bounds, converged = _top_k_status(tri.alphas, tri.betas, k, tol)
-    vectors = tri.basis.T @ s.to(tri.basis)
-    vectors = vectors / vectors.norm(dim=0, keepdim=True)
-    return LanczosResult(theta, vectors, bounds, tri.n_matvec, converged)
+    vectors = _ritz_vectors(tri.basis, s)
+    extra = None
+    if extra_vectors > 0:
+        _, s_all = ritz_pairs(tri.alphas, tri.betas)
+        extra = _ritz_vectors(tri.basis, s_all[:, k : k + extra_vectors])
+    return LanczosResult(theta, vectors, bounds, tri.n_matvec, converged, extra)
+
+
+def _ritz_vectors(basis: Tensor, s: Tensor) -> Tensor:
+    vectors = basis.T @ s.to(basis)
+    return vectors / vectors.norm(dim=0, keepdim=True)
+
+
+def warm_start(
+    previous: Tensor, generator: torch.Generator, mix: float = 1.0
+) -> Tensor:
+    """A start vector that tracks the top eigenvectors of a slowly changing operator.
+
+    The unit sum of the previous Ritz vectors (the top k and one or more after them, as
+    `lanczos(..., extra_vectors=1)` returns them) plus a random unit vector of weight `mix`.
+    A start of the old top eigenvector alone spans a Krylov space that misses a direction
+    orthogonal to it whose eigenvalue has grown past it; here every tracked direction starts
+    with a weight of order 1/sqrt(k+1), so a swap among them is found whatever the gap, and the
+    random part (weight ~mix/sqrt(2 dim) on any other direction) lets a direction from further
+    down the spectrum that has become clearly the largest win before the top k converge.
+    """
+    w = previous.reshape(previous.shape[0], -1).sum(dim=1)
+    r = random_vector(w.numel(), generator, dtype=w.dtype, device=w.device)
+    return _unit(w) + mix * _unit(r)

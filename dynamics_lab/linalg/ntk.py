@@ -21,6 +21,7 @@ from dynamics_lab.linalg.ntk_estimators import (
     frobenius_norm_estimate,
     label_projection_norm,
     matrix_free_alignment,
+    matrix_free_alignments,
     trainable_params,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "kernel_distance",
     "label_projection_norm",
     "matrix_free_alignment",
+    "matrix_free_alignments",
 ]
 
 OUTPUTS = ("scalar", "trace", "full")

@@ -11,6 +11,7 @@ conventions `matrix_free_alignment` estimates exactly what
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -155,6 +156,44 @@ def frobenius_norm_estimate(
     return exact_part + samples.mean(), stderr
 
 
+def matrix_free_alignments(
+    model: nn.Module,
+    x: Tensor,
+    targets: Sequence[Tensor],
+    n_probes: int = 32,
+    centered: bool = True,
+    *,
+    generator: torch.Generator | None = None,
+    sketch_size: int = 0,
+    chunk_size: int | None = None,
+    params: dict[str, Tensor] | None = None,
+) -> list[tuple[Tensor, Tensor]]:
+    """`matrix_free_alignment` for several targets (e.g. labels and shuffled labels) at the cost
+    of one ||K||_F estimate and one backward per target; (alignment, stderr) per target."""
+    params = trainable_params(model, params)
+    ref = next(iter(params.values()))
+    frob_sq, frob_sq_err = frobenius_norm_estimate(
+        model,
+        x,
+        n_probes,
+        generator,
+        centered,
+        sketch_size=sketch_size,
+        chunk_size=chunk_size,
+        params=params,
+    )
+    out = []
+    for Y in targets:
+        numerator = label_projection_norm(
+            model, x, Y, centered=centered, chunk_size=chunk_size, params=params
+        )
+        # ||vec(Yc) vec(Yc)^T||_F = ||Yc||_F^2 exactly, so only ||K||_F carries estimation noise.
+        target_norm = (_targets(Y, x.shape[0], ref.dtype, ref.device, centered) ** 2).sum()
+        alignment = numerator / (frob_sq.sqrt() * target_norm)
+        out.append((alignment, alignment.abs() * frob_sq_err / (2 * frob_sq)))
+    return out
+
+
 def matrix_free_alignment(
     model: nn.Module,
     x: Tensor,
@@ -168,22 +207,8 @@ def matrix_free_alignment(
     params: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Kernel-target alignment of the full NTK with vec(Y) vec(Y)^T, and its delta-method stderr."""
-    params = trainable_params(model, params)
-    ref = next(iter(params.values()))
-    numerator = label_projection_norm(
-        model, x, Y, centered=centered, chunk_size=chunk_size, params=params
-    )
-    frob_sq, frob_sq_err = frobenius_norm_estimate(
-        model,
-        x,
-        n_probes,
-        generator,
-        centered,
-        sketch_size=sketch_size,
-        chunk_size=chunk_size,
-        params=params,
-    )
-    # ||vec(Yc) vec(Yc)^T||_F = ||Yc||_F^2 exactly, so only ||K||_F carries estimation noise.
-    target_norm = (_targets(Y, x.shape[0], ref.dtype, ref.device, centered) ** 2).sum()
-    alignment = numerator / (frob_sq.sqrt() * target_norm)
-    return alignment, alignment.abs() * frob_sq_err / (2 * frob_sq)
+    [result] = matrix_free_alignments(
+        model, x, [Y], n_probes, centered, generator=generator, sketch_size=sketch_size,
+        chunk_size=chunk_size, params=params,
+    )  # fmt: skip
+    return result

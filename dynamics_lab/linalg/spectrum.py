@@ -55,9 +55,13 @@ def top_hessian_eigenvalues(
     v0: Tensor | None = None,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    seed: int | None = 0,
 ) -> LanczosResult:
-    """The k largest algebraic Hessian eigenpairs of the mean loss on `batch` (Lanczos on HVPs)."""
-    hvp = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size)
+    """The k largest algebraic Hessian eigenpairs of the mean loss on `batch` (Lanczos on HVPs).
+
+    `seed` fixes the masks of random layers (see `hessian_vector_product`).
+    """
+    hvp = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size, seed=seed)
     return lanczos(
         hvp, hvp.dim, k=k, max_iter=max_iter, tol=tol, v0=v0,
         dtype=hvp.dtype, device=hvp.device, generator=generator,
@@ -91,9 +95,10 @@ def hessian_trace(
     n_samples: int = 100,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    seed: int | None = 0,
 ) -> TraceEstimate:
     """Hutchinson estimate of the trace of the Hessian of the mean loss on `batch`."""
-    hvp = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size)
+    hvp = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size, seed=seed)
     return hutchinson_trace(hvp, hvp.dim, n_samples, generator, hvp.dtype, hvp.device)
 
 
@@ -140,9 +145,10 @@ def hessian_spectral_density(
     grid_size: int = 500,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
+    seed: int | None = 0,
 ) -> SpectralDensity:
     """SLQ spectral density of the Hessian of the mean loss on `batch` (see `spectral_density`)."""
-    hvp = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size)
+    hvp = hessian_vector_product(model, loss_fn, batch, chunk_size=chunk_size, seed=seed)
     return spectral_density(
         hvp, hvp.dim, n_draws, n_iter, sigma, grid_size, generator, hvp.dtype, hvp.device
     )

@@ -26,13 +26,13 @@ Task structure is read off the datamodule by duck typing, so measure/ knows no t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from pydantic import Field
 from torch import nn
+from typing_extensions import override
 
 from dynamics_lab.linalg.representations import (
     effective_rank,
@@ -123,15 +123,13 @@ class FeatureMetrics(Measurement):
 
     Config = FeaturesConfig
     prefix = "features"
+    config: FeaturesConfig
 
-    def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
-                 probe_size: int = 512, probe_seed: int = 0, top_k: int = 5,
-                 max_power_columns: int = 16, cka: bool = True,
-                 loss_fn: Callable | None = None):
-        super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
-        self.top_k, self.max_power_columns, self.cka = top_k, max_power_columns, cka
+    def __init__(self, config: FeaturesConfig | None = None, /, **kwargs: Any):
+        super().__init__(config, **kwargs)
         self.representations_init: dict[str, torch.Tensor] | None = None
 
+    @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:
         model.eval()
@@ -159,12 +157,8 @@ class FeatureMetrics(Measurement):
         return metrics
 
     def representation_metrics(self, model: nn.Module) -> dict[str, float]:
-        x = self.probe[0]
-        reference = next((p for p in model.parameters() if p.requires_grad), None)
-        if reference is not None and torch.is_floating_point(x):
-            x = x.to(reference.dtype)
-        reps = representations(model, x)
-        if self.cka and self.representations_init is None:
+        reps = representations(model, self.probe[0])
+        if self.config.cka and self.representations_init is None:
             self.representations_init = {k: v.float().cpu() for k, v in reps.items()}
         metrics = {}
         for name, rep in reps.items():
@@ -172,7 +166,7 @@ class FeatureMetrics(Measurement):
             metrics[f"features/erank/{name}"] = float(effective_rank(centered))
             metrics[f"features/pr/{name}"] = float(participation_ratio(rep))
             init = (self.representations_init or {}).get(name)
-            if self.cka and init is not None and init.shape == rep.shape:
+            if self.config.cka and init is not None and init.shape == rep.shape:
                 metrics[f"features/cka_init/{name}"] = float(linear_cka(init, rep.float().cpu()))
         return metrics
 
@@ -180,12 +174,12 @@ class FeatureMetrics(Measurement):
         weights = token_weights(model, p)
         if weights is None or weights.shape[0] < p:
             return {}
-        result = fourier_metrics(weights, p, top_k=self.top_k)
+        result = fourier_metrics(weights, p, top_k=self.config.top_k)
         metrics = {f"features/fourier/{key}": float(result[key]) for key in
                    ("ipr", "top_k_mass", "n_key_frequencies", "neuron_purity",
                     "constant_fraction")}
         power = result["power"]
-        if len(power) <= self.max_power_columns:
+        if len(power) <= self.config.max_power_columns:
             metrics.update({f"features/fourier/power/{k}": float(v) for k, v in enumerate(power)})
         return metrics
 
@@ -200,8 +194,11 @@ class FeatureMetrics(Measurement):
 
     # -- checkpointed state -------------------------------------------------------------------
 
+    @override
     def state_dict(self) -> dict[str, Any]:
-        return {"representations_init": self.representations_init}
+        return {**super().state_dict(), "representations_init": self.representations_init}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         self.representations_init = state_dict.get("representations_init")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
+from typing_extensions import override
 
 from dynamics_lab.linalg.gradients import gradient_noise_scale, per_example_gradients
 from dynamics_lab.linalg.hvp import gradient, trainable_parameters
@@ -23,22 +24,30 @@ class GradientStatsConfig(MeasurementConfig):
 @MEASUREMENTS.register("gradients")
 class GradientStats(Measurement):
     """Full-probe-batch gradient norm (total and per parameter tensor), the cosine with the
-    previous measurement's gradient, and optionally the simple gradient noise scale."""
+    previous measurement's gradient, and optionally the simple gradient noise scale.
+
+    Logged under `grad/`: norm, norm/<param>, cosine_prev; noise_scale, true_norm_sq, trace_cov.
+
+    Example:
+        >>> callback = GradientStats(GradientStatsConfig(every=10, noise_scale=True))
+        >>> trainer = L.Trainer(callbacks=[callback])  # the same as GradientStats(every=10, ...)
+    """
 
     Config = GradientStatsConfig
     prefix = "grad"
+    needs_loss = True
+    config: GradientStatsConfig
 
-    def __init__(self, per_layer: bool = True, noise_scale: bool = False,
-                 chunk_size: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.per_layer, self.noise_scale, self.chunk_size = per_layer, noise_scale, chunk_size
+    def __init__(self, config: GradientStatsConfig | None = None, /, **kwargs: Any):
+        super().__init__(config, **kwargs)
         self.previous: torch.Tensor | None = None
 
+    @override
     def measure(self, trainer, pl_module, model) -> dict[str, float]:
-        loss_fn = self.loss(pl_module)
-        g = gradient(model, loss_fn, self.probe, chunk_size=self.chunk_size)
+        c, loss_fn = self.config, self.loss(pl_module)
+        g = gradient(model, loss_fn, self.probe, chunk_size=c.chunk_size, seed=c.probe_seed)
         metrics = {"grad/norm": float(g.norm())}
-        if self.per_layer:
+        if c.per_layer:
             offset = 0
             for name, p in trainable_parameters(model).items():
                 metrics[f"grad/norm/{name}"] = float(g[offset:offset + p.numel()].norm())
@@ -47,16 +56,19 @@ class GradientStats(Measurement):
             metrics["grad/cosine_prev"] = float(torch.nn.functional.cosine_similarity(
                 g, self.previous.to(g), dim=0))
         self.previous = g.detach().cpu()
-        if self.noise_scale:
+        if c.noise_scale:
             per_example = per_example_gradients(model, loss_fn, self.probe,
-                                                chunk_size=self.chunk_size or 256)
+                                                chunk_size=c.chunk_size or 256)
             b_simple, g2, trace = gradient_noise_scale(per_example)
             metrics.update({"grad/noise_scale": b_simple, "grad/true_norm_sq": g2,
                             "grad/trace_cov": trace})
         return metrics
 
-    def state_dict(self) -> dict:
-        return {"previous": self.previous}
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "previous": self.previous}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         self.previous = state_dict.get("previous")

@@ -13,13 +13,13 @@ estimators, `counts()` (tasks/associative_memory.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from pydantic import Field
 from torch import nn
+from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.models.memory import (
@@ -58,16 +58,14 @@ class MemoryRecall(Measurement):
 
     Config = MemoryRecallConfig
     prefix = "memory"
+    uses_probe = False  # it scores every token of the population
+    config: MemoryRecallConfig
 
-    def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
-                 probe_size: int = 1024, probe_seed: int = 0, n_buckets: int = 6,
-                 estimators: tuple = (), capacity: float = 1.0, draws: int = 1,
-                 chunk: int = 8192, loss_fn: Callable | None = None):
-        super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
-        self.n_buckets, self.estimators = n_buckets, list(estimators)
-        self.capacity, self.draws, self.chunk = capacity, draws, chunk
+    def __init__(self, config: MemoryRecallConfig | None = None, /, **kwargs: Any):
+        super().__init__(config, **kwargs)
         self._closed_form: dict[str, float] | None = None
 
+    @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:
         datamodule = getattr(trainer, "datamodule", None)
@@ -76,14 +74,14 @@ class MemoryRecall(Measurement):
         x, targets, p = datamodule.population()
         device = next(model.parameters()).device
         with torch.no_grad():
-            preds = torch.cat([model(x[i:i + self.chunk].to(device)).argmax(dim=-1).cpu()
-                               for i in range(0, len(x), self.chunk)])
+            preds = torch.cat([model(x[i:i + self.config.chunk].to(device)).argmax(dim=-1).cpu()
+                               for i in range(0, len(x), self.config.chunk)])
         wrong = preds != targets
         metrics = {"memory/population_error": population_error(wrong, p)}
         by_rank = wrong[torch.sort(-p, stable=True).indices]
-        for lo, hi in rank_buckets(len(p), self.n_buckets):
+        for lo, hi in rank_buckets(len(p), self.config.n_buckets):
             metrics[f"memory/recall_{lo}-{hi}"] = 1.0 - float(by_rank[lo - 1:hi].double().mean())
-        if self.estimators:
+        if self.config.estimators:
             if self._closed_form is None:
                 self._closed_form = self.closed_form(datamodule, model, targets, p)
             metrics.update(self._closed_form)
@@ -99,17 +97,18 @@ class MemoryRecall(Measurement):
                              "output_embeddings (models/memory.py)")
         counts = datamodule.counts()
         draws = [(inputs.detach().float().cpu(), outputs.detach().float().cpu())]
-        for i in range(1, self.draws):
-            generator = torch.Generator().manual_seed(self.probe_seed + i)
+        for i in range(1, self.config.draws):
+            generator = torch.Generator().manual_seed(self.config.probe_seed + i)
             draws.append((random_embeddings(len(inputs), inputs.shape[1], generator),
                           random_embeddings(len(outputs), outputs.shape[1], generator)))
         errors = {}
-        for scheme in self.estimators:
-            q = storage_weights(counts, scheme, inputs.shape[1], self.capacity)
+        chunk = self.config.chunk
+        for scheme in self.config.estimators:
+            q = storage_weights(counts, scheme, inputs.shape[1], self.config.capacity)
             total = 0.0
             for e, u in draws:
                 W = outer_product_memory(e, u, targets, q)
-                total += population_error(memory_predictions(W, e, u, self.chunk) != targets, p)
+                total += population_error(memory_predictions(W, e, u, chunk) != targets, p)
             errors[f"memory/population_error_{scheme}"] = total / len(draws)
         return errors
 

@@ -8,13 +8,13 @@ when the callback is used in another Trainer. These are the curves of stepwise l
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from pydantic import Field
 from torch import nn
+from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.registry import MEASUREMENTS
@@ -51,12 +51,12 @@ class Modes(Measurement):
 
     Config = ModesConfig
     prefix = "modes"
+    uses_probe = False  # it reads the weights only
+    config: ModesConfig
 
-    def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
-                 probe_size: int = 1024, probe_seed: int = 0, n_singular: int | None = None,
-                 teacher: Teacher | None = None, loss_fn: Callable | None = None):
-        super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
-        self.n_singular = n_singular
+    def __init__(self, config: ModesConfig | None = None, /, *, teacher: Teacher | None = None,
+                 **kwargs: Any):
+        super().__init__(config, **kwargs)
         self.teacher = teacher
 
     def teacher_of(self, trainer: L.Trainer) -> Teacher | None:
@@ -64,6 +64,7 @@ class Modes(Measurement):
             return self.teacher
         return getattr(getattr(trainer, "datamodule", None), "teacher", None)
 
+    @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:
         with torch.no_grad():
@@ -74,7 +75,7 @@ class Modes(Measurement):
             U, _, V = teacher
             for i, value in enumerate(mode_strengths(W, U.cpu(), V.cpu()).tolist()):
                 metrics[f"modes/strength_{i}"] = value
-        n = self.n_singular or (len(teacher[1]) if teacher is not None else min(W.shape))
+        n = self.config.n_singular or (len(teacher[1]) if teacher is not None else min(W.shape))
         for i, value in enumerate(torch.linalg.svdvals(W)[:n].tolist()):
             metrics[f"modes/sv_{i}"] = value
         return metrics

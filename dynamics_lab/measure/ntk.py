@@ -1,34 +1,42 @@
 """NTKAlignment: how the empirical tangent kernel moves and lines up with the labels over training.
 
-On a fixed probe set it logs, at each scheduled step:
-  ntk/alignment       centered kernel-target alignment of the empirical NTK (output-traced
-                      for several outputs, scalar for one) with the labels: one-hot classes for
-                      integer labels, the targets themselves otherwise (regression, +-1 parity)
-  ntk/distance_init   kernel_distance(K_0, K_t), K_0 = the kernel at the first measurement
-  ntk/velocity        kernel_distance(K_prev, K_t) / steps since the previous measurement
-  ntk/kernel_norm     ||K_t||_F
-  ntk/param_movement  ||theta_t - theta_0|| / ||theta_0|| over the trainable parameters
-With `matrix_free: true` the kernel is never formed: `ntk/alignment` is the Hutchinson estimate
-(with `ntk/alignment_stderr`) of the *full* kernel's alignment with vec(Y) vec(Y)^T, which equals
-the traced one for single-output models; distance, velocity and norm are then not logged.
-K_0, K_prev and theta_0 live in the callback's state_dict, so a resumed run keeps its reference.
+On a fixed probe set, in eval mode (no dropout masks: a deterministic kernel), it logs at each
+scheduled step:
+  ntk/alignment         centered kernel-target alignment of the empirical NTK (output-traced
+                        for several outputs, scalar for one) with the labels: one-hot classes for
+                        integer labels, the targets themselves otherwise (regression, +-1 parity)
+  ntk/alignment_shuffled  the same kernel's alignment with the labels under a fixed random
+                        permutation (class labels only). With many classes YY^T is mostly its
+                        diagonal, so any kernel with a large diagonal scores well; alignment
+                        above this baseline is the part that comes from the labels.
+  ntk/distance_init     kernel_distance(K_0, K_t), K_0 = the kernel at the first measurement
+  ntk/velocity          kernel_distance(K_prev, K_t) / steps since the previous measurement
+  ntk/kernel_norm       ||K_t||_F
+  ntk/param_movement    ||theta_t - theta_0|| / ||theta_0|| over the trainable parameters
+With `matrix_free: true` the kernel is never formed and a different quantity is logged: the
+Hutchinson estimate of the *full* (example x output) kernel's alignment with vec(Y) vec(Y)^T,
+as `ntk/alignment_full_est` with `ntk/alignment_full_est_stderr` (and
+`ntk/alignment_full_est_shuffled` for class labels). It equals the traced alignment only for
+single-output models, so it never goes under `ntk/alignment`; distance, velocity and norm are
+not logged. K_0, K_prev and theta_0 live in the callback's state_dict, so a resumed run keeps its
+reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from pydantic import Field
 from torch import nn
+from typing_extensions import override
 
 from dynamics_lab.linalg.ntk import (
     empirical_ntk,
     kernel_alignment,
     kernel_distance,
-    matrix_free_alignment,
+    matrix_free_alignments,
 )
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.registry import MEASUREMENTS
@@ -55,46 +63,61 @@ def kernel_targets(y: torch.Tensor, n_outputs: int) -> torch.Tensor:
     return y.reshape(y.shape[0], -1).double()
 
 
+def shuffled(targets: torch.Tensor, seed: int) -> torch.Tensor:
+    """Rows of `targets` under a fixed random permutation (the same at every measurement)."""
+    order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
+    return targets[order.to(targets.device)]
+
+
 @MEASUREMENTS.register("ntk")
 class NTKAlignment(Measurement):
-    """Empirical-NTK alignment, drift from init, velocity and parameter movement on a probe set."""
+    """Empirical-NTK alignment, drift from init, velocity and parameter movement on a probe set.
+
+    Example:
+        >>> trainer = L.Trainer(callbacks=[NTKAlignment(every=100, probe_size=256)])
+    """
 
     Config = NTKConfig
     prefix = "ntk"
+    config: NTKConfig
 
-    def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
-                 probe_size: int = 256, probe_seed: int = 0, matrix_free: bool = False,
-                 n_probes: int = 16, chunk_size: int | None = None,
-                 loss_fn: Callable | None = None):
-        super().__init__(every, log_spaced, per_decade, probe_size, probe_seed, loss_fn)
-        self.matrix_free, self.n_probes, self.chunk_size = matrix_free, n_probes, chunk_size
+    def __init__(self, config: NTKConfig | None = None, /, **kwargs: Any):
+        super().__init__(config, **kwargs)
         self.kernel_init: torch.Tensor | None = None
         self.kernel_prev: torch.Tensor | None = None
         self.step_prev: int | None = None
         self.theta_init: torch.Tensor | None = None
 
+    @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:
-        model.eval()  # a deterministic kernel: no dropout masks
-        x, y = self.probe
-        ref = next(p for p in model.parameters() if p.requires_grad)
-        if torch.is_floating_point(x):
-            x = x.to(ref.dtype)
-        step = trainer.global_step
+        c, (x, y), step = self.config, self.probe, trainer.global_step
+        model.eval()  # a deterministic kernel: no dropout masks (the base restores the mode)
         with torch.no_grad():
             n_outputs = model(x[:1]).numel()
-        targets = kernel_targets(y, n_outputs)
+        targets = kernel_targets(y, n_outputs).to(x.device)
+        # Class labels get a shuffled-label baseline beside the alignment.
+        targets_all = [targets] + ([shuffled(targets, c.probe_seed)]
+                                   if not torch.is_floating_point(y) else [])
         metrics = {"ntk/param_movement": self._movement(model)}
-        if self.matrix_free:
-            generator = torch.Generator(device=x.device).manual_seed(self.probe_seed + step)
-            value, stderr = matrix_free_alignment(
-                model, x, targets.to(ref.dtype), n_probes=self.n_probes,
-                generator=generator, chunk_size=self.chunk_size)
-            metrics.update({"ntk/alignment": float(value), "ntk/alignment_stderr": float(stderr)})
+        if c.matrix_free:
+            dtype = next(p for p in model.parameters() if p.requires_grad).dtype
+            generator = torch.Generator(device=x.device).manual_seed(c.probe_seed + step)
+            results = matrix_free_alignments(
+                model, x, [t.to(dtype) for t in targets_all], n_probes=c.n_probes,
+                generator=generator, chunk_size=c.chunk_size)
+            (value, stderr), *baseline = results
+            metrics["ntk/alignment_full_est"] = float(value)
+            metrics["ntk/alignment_full_est_stderr"] = float(stderr)
+            if baseline:
+                metrics["ntk/alignment_full_est_shuffled"] = float(baseline[0][0])
             return metrics
         kernel = empirical_ntk(model, x, "scalar" if n_outputs == 1 else "trace",
-                               chunk_size=self.chunk_size)
-        metrics["ntk/alignment"] = float(kernel_alignment(kernel, targets.to(kernel.dtype)))
+                               chunk_size=c.chunk_size)
+        alignments = [float(kernel_alignment(kernel, t.to(kernel.dtype))) for t in targets_all]
+        metrics["ntk/alignment"] = alignments[0]
+        if len(alignments) > 1:
+            metrics["ntk/alignment_shuffled"] = alignments[1]
         metrics["ntk/kernel_norm"] = float(torch.linalg.matrix_norm(kernel))
         kernel = kernel.detach().double().cpu()  # kept in state: device- and precision-independent
         if self.kernel_init is None:
@@ -114,10 +137,14 @@ class NTKAlignment(Measurement):
 
     # -- checkpointed state -------------------------------------------------------------------
 
+    @override
     def state_dict(self) -> dict[str, Any]:
-        return {"kernel_init": self.kernel_init, "kernel_prev": self.kernel_prev,
-                "step_prev": self.step_prev, "theta_init": self.theta_init}
+        return {**super().state_dict(), "kernel_init": self.kernel_init,
+                "kernel_prev": self.kernel_prev, "step_prev": self.step_prev,
+                "theta_init": self.theta_init}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
         for key in ("kernel_init", "kernel_prev", "step_prev", "theta_init"):
             setattr(self, key, state_dict.get(key))

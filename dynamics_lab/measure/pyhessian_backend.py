@@ -3,9 +3,14 @@
 PyHessian (Yao et al. 2020) has faults this adapter guards against:
 - it adds any leftover `.grad` into the gradient it differentiates (its `get_params_grad` reads
   `param.grad`), so every `.grad` is set to None before it runs and restored afterwards;
-- it switches the model to eval mode and never back, so the mode is restored afterwards;
-- it draws start vectors from the global RNG in the default dtype, so it runs under a forked RNG
-  with a fixed seed (training randomness is untouched) and with the parameters' dtype as default;
+- it switches the model to eval mode and never back, which measures another function than the
+  other backends (no dropout, BatchNorm's running statistics); it sees the model through a
+  wrapper whose train()/eval() do nothing, so it runs in the model's own mode, and since its
+  forward then updates BatchNorm's running statistics in train mode, buffers are restored after;
+- it draws start vectors (and dropout masks) from the global RNG in the default dtype, so it runs
+  under a forked RNG seeded to `seed` (training randomness is untouched) and with the parameters'
+  dtype as default: its one forward draws the dropout masks `hessian_vector_product(...,
+  seed=seed)` draws, so both apply the same fixed-mask Hessian;
 - its `density()` calls `torch.eig`, removed from PyTorch, so only `eigenvalues()` is used here
   (HessianSpectrum refuses density with this backend).
 Power iteration converges to the eigenvalues of largest magnitude, not the largest algebraic
@@ -29,9 +34,10 @@ from dynamics_lab.linalg.lanczos import LanczosResult
 
 @contextlib.contextmanager
 def clean_slate(model: nn.Module) -> Iterator[None]:
-    """No `.grad` on entry (pyhessian would add it in); grads and mode restored on exit."""
+    """No `.grad` on entry (pyhessian would add it in); grads, modes and buffers restored."""
     grads = {p: p.grad for p in model.parameters()}
-    mode = model.training
+    modes = {m: m.training for m in model.modules()}
+    buffers = {b: b.detach().clone() for b in model.buffers()}
     for p in grads:
         p.grad = None
     try:
@@ -39,7 +45,25 @@ def clean_slate(model: nn.Module) -> Iterator[None]:
     finally:
         for p, g in grads.items():
             p.grad = g
-        model.train(mode)
+        for m, mode in modes.items():
+            m.training = mode
+        with torch.no_grad():
+            for b, saved in buffers.items():
+                b.copy_(saved)
+
+
+class ModeLocked(nn.Module):
+    """`model` as pyhessian sees it: its eval() (train(False)) leaves the model's modes alone."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.inner = model
+
+    def train(self, mode: bool = True) -> ModeLocked:
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(x)
 
 
 @contextlib.contextmanager
@@ -96,7 +120,7 @@ def pyhessian_top_eigenpairs(model: nn.Module, loss_fn: LossFn, batch: tuple[Ten
         # backward(create_graph=True) into .grad warns of a reference cycle; .grad is reset after.
         warnings.simplefilter("ignore", UserWarning)
         torch.manual_seed(seed)
-        solver = hessian(model, loss_fn, data=(x, y), cuda=x.is_cuda)
+        solver = hessian(ModeLocked(model), loss_fn, data=(x, y), cuda=x.is_cuda)
         values, vectors = solver.eigenvalues(maxIter=max_iter, tol=tol, top_n=k)
         flat = torch.stack([torch.cat([t.detach().reshape(-1) for t in v]) for v in vectors], 1)
         del solver  # drops the create_graph gradient graph before .grad is restored
@@ -104,7 +128,7 @@ def pyhessian_top_eigenpairs(model: nn.Module, loss_fn: LossFn, batch: tuple[Ten
     eigenvalues = torch.tensor([values[i] for i in order], dtype=torch.float64)
     flat = flat[:, order]
     flat = flat / flat.norm(dim=0, keepdim=True)
-    hvp = hessian_vector_product(model, loss_fn, batch)
+    hvp = hessian_vector_product(model, loss_fn, batch, seed=seed)
     residuals = torch.tensor(
         [float((hvp(flat[:, i]) - eigenvalues[i].item() * flat[:, i]).norm()) for i in range(k)],
         dtype=torch.float64)

@@ -13,12 +13,25 @@ class Quadratic(nn.Module):
         return x * x
 
 
+class LinearQuadratic(nn.Module):
+    """z -> z + eps z^2 / 2: a linear network plus a small quadratic part (Kumar et al. 2023),
+    so the initial kernel is nearly linear and barely aligned with a quadratic target."""
+
+    def __init__(self, eps: float = 0.25):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.5 * self.eps * x * x
+
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
     "quadratic": Quadratic,
     "linear": nn.Identity,
+    "linear_quadratic": LinearQuadratic,
 }
 
 

@@ -19,6 +19,10 @@ Laziness is a knob here (Chizat & Bach 2019; Kumar et al. 2023):
   parameters are alpha times larger (same function, same init). The empirical NTK over the
   stored parameters is then alpha-independent at init. Off, alpha is a plain output multiplier.
 
+- `readout: ones` fixes every readout weight at 1 (not trained): with mean_field and depth 1,
+  f = alpha/width sum_i act(w_i.x / sqrt(d)), the fixed-readout network of Kumar et al. 2023;
+  with `activation: linear_quadratic`, act(z) = z + quadratic_eps z^2 / 2.
+
 With the defaults (standard, alpha 1, not centered) the network is exactly the historical MLP.
 """
 
@@ -43,7 +47,8 @@ class MLPConfig(NamedSection):
     name: Literal["mlp"] = "mlp"
     width: int = Field(128, ge=1)
     depth: int = Field(1, ge=0)  # hidden layers
-    activation: Literal["relu", "gelu", "tanh", "quadratic", "linear"] = "relu"
+    activation: Literal["relu", "gelu", "tanh", "quadratic", "linear", "linear_quadratic"] = "relu"
+    quadratic_eps: float = Field(0.25, ge=0)  # eps of linear_quadratic: z + eps z^2 / 2
     embed_dim: int | None = Field(64, ge=1)  # token inputs; null means one-hot tokens
     bias: bool = True
     init_scale: float = Field(1.0, gt=0)
@@ -51,6 +56,7 @@ class MLPConfig(NamedSection):
     alpha: float = Field(1.0, gt=0)  # output scale: the lazy (large) / rich (small) knob
     centered: bool = False  # f = alpha * (net - net_0): zero output at init
     alpha_lr_scaling: bool = True  # effective lr eta / alpha^2 on the weights (see module doc)
+    readout: Literal["trained", "ones"] = "trained"  # ones: readout fixed at 1, not trained
 
 
 class ScaledLinear(nn.Linear):
@@ -100,8 +106,9 @@ class MLP(nn.Module):
             in_dim = per_position * int(torch.tensor(spec.input_shape).prod())
         layers: list[nn.Module] = []
         for _ in range(config.depth):
-            layers += [ScaledLinear(in_dim, config.width, bias=config.bias),
-                       ACTIVATIONS[config.activation]()]
+            act = (ACTIVATIONS[config.activation](config.quadratic_eps)
+                   if config.activation == "linear_quadratic" else ACTIVATIONS[config.activation]())
+            layers += [ScaledLinear(in_dim, config.width, bias=config.bias), act]
             in_dim = config.width
         layers.append(ScaledLinear(in_dim, spec.n_outputs, bias=config.bias))
         self.net = nn.Sequential(*layers)
@@ -123,6 +130,13 @@ class MLP(nn.Module):
                     fan_in = layer.in_features
                     readout_mf = config.parametrization == "mean_field" and i == len(linears) - 1
                     layer.weight_multiplier = 1.0 / (fan_in if readout_mf else fan_in**0.5)
+        if config.readout == "ones":
+            with torch.no_grad():
+                linears[-1].weight.fill_(1.0)
+                if linears[-1].bias is not None:
+                    linears[-1].bias.zero_()
+            for p in linears[-1].parameters():
+                p.requires_grad_(False)
         if config.alpha_lr_scaling and config.alpha != 1.0:
             scaled = [*linears, *([self.embed] if self.embed is not None else [])]
             with torch.no_grad():

@@ -1,4 +1,6 @@
-"""Detectors: a metrics DataFrame of one run -> a Verdict. They read only metric tables."""
+"""Phenomena: one package each, holding its detector (a metrics table -> a Verdict), key metric,
+report figures and dashboard panels. Detectors read only metric tables, so they judge any run,
+including runs logged elsewhere (a W&B history export works as it is)."""
 
 from __future__ import annotations
 
@@ -6,32 +8,51 @@ from typing import Any
 
 import pandas as pd
 
-# Importing each detector's module registers it.
+# Importing each phenomenon registers it.
 from dynamics_lab.phenomena import (  # noqa: F401
     edge_of_stability,
     grokking,
+    hidden_progress,
     lazy_rich,
-    parity,
-    scaling,
+    scaling_law,
     stepwise,
+    stepwise_ssl,
+    xor,
 )
-from dynamics_lab.phenomena.base import Detector, Verdict
-from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.phenomena.base import Detector, Outcome, Verdict
+from dynamics_lab.registry import PHENOMENA, UnknownNameError
+from dynamics_lab.schema import ConfigError, validate_section
 
 
-def detect(name: str, metrics: pd.DataFrame, config: Any | None = None) -> Verdict:
-    """Run the named detector; `config` is an ExperimentConfig, a resolved config dict or None.
+def build(name: str, config: Any | None = None) -> Detector:
+    """The named detector with its thresholds from `config`'s `phenomenon` section (when that
+    section names this phenomenon or no phenomenon at all), else its defaults.
 
-    The detector's thresholds come from the config's `phenomenon` section when it names the
-    same phenomenon, else from the detector's defaults.
+    `config` is an ExperimentConfig, a resolved config dict or None. A bad name or threshold key
+    is a one-line ConfigError.
     """
-    detector_cls = PHENOMENA.get(name)
+    try:
+        cls = PHENOMENA.get(name)
+    except UnknownNameError as exc:
+        raise ConfigError(f"phenomenon.name: {exc}") from None
     experiment = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
-    section = experiment.get("phenomenon") or {}
-    if section.get("name") != name:
-        section = {"name": name}
-    settings = detector_cls.Config.model_validate(section)
-    return detector_cls().detect(metrics, settings, experiment)
+    section = dict(experiment.get("phenomenon") or {})
+    if section.get("name", name) != name:
+        section = {}
+    section["name"] = name
+    return PHENOMENA.build(validate_section(cls.Config, section, "phenomenon"))
 
 
-__all__ = ["Detector", "Verdict", "detect"]
+def detect(name: str, metrics: pd.DataFrame, config: Any | None = None,
+           columns: dict[str, str] | None = None) -> Verdict:
+    """Judge one run's metrics table with the named phenomenon's detector.
+
+    `columns` maps the detector's column names to the table's (`{"train/acc": "train_acc"}`); a
+    W&B export's `_step` is read as the step. A column the detector needs and the table lacks
+    gives an `undetermined` verdict that names it.
+    """
+    experiment = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    return build(name, experiment).detect(metrics, experiment, columns)
+
+
+__all__ = ["Detector", "Outcome", "Verdict", "build", "detect"]

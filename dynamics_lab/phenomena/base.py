@@ -1,30 +1,60 @@
-"""Verdicts and the detector interface: metrics table + config in, verdict out."""
+"""Verdicts and the detector interface: a metrics table (and the run's config) in, a verdict out.
+
+A verdict has one of three outcomes. `undetermined` means the table cannot answer the question
+(a column is missing, too few evaluations, the run stopped too early); a detector says so rather
+than guess. `detected` stays a bool (True only for `detected`) for verdict.json and W&B readers.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from enum import Enum
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from dynamics_lab.phenomena.dashboard import KeyMetric, Panel
 from dynamics_lab.schema import NamedSection
+
+STEP = "step"
+WANDB_STEP = "_step"  # the step column of a W&B history export
+
+
+class Outcome(str, Enum):
+    """What a detector concluded; compares equal to its string, so JSON stays plain text."""
+
+    DETECTED = "detected"
+    NOT_DETECTED = "not_detected"
+    UNDETERMINED = "undetermined"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
 class Verdict:
-    """What a detector concluded; subclasses add the phenomenon's own fields."""
+    """What a detector concluded and why; subclasses add the phenomenon's own fields."""
 
     phenomenon: str
-    detected: bool
-    summary: str
+    outcome: Outcome
+    reason: str  # one line: the rule that decided the outcome
+    summary: str = ""  # one line for people: what happened and when
+
+    @property
+    def detected(self) -> bool:
+        return self.outcome == Outcome.DETECTED
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _plain(v) for k, v in asdict(self).items()}
+        fields = {k: _plain(v) for k, v in asdict(self).items()}
+        head = {k: fields.pop(k) for k in ("phenomenon", "outcome")}
+        return {**head, "detected": self.detected, **fields}
 
 
 def _plain(value: Any) -> Any:
-    """JSON-friendly scalars: numpy types to Python, NaN to None."""
+    """JSON-friendly scalars: enums and numpy types to Python, NaN to None."""
+    if isinstance(value, Enum):
+        return value.value
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -34,32 +64,84 @@ def _plain(value: Any) -> Any:
     return value
 
 
+Required = str | tuple[str, ...]  # a column, or alternatives of which one must be logged
+
+
 class Detector:
-    """A phenomenon detector: `Config` holds its thresholds, `detect` reads one run's metrics."""
+    """A phenomenon: its detector (`Config` holds the thresholds, `judge` reads one run), the key
+    metric a sweep sorts by, the report figures and the dashboard panels.
 
-    Config: type[NamedSection]
+    Built like every plugin, `PHENOMENA.build(section)` == `cls(section)`; `detect(metrics,
+    experiment)` normalises the table (step column, column names), returns `undetermined` when a
+    required column is missing, and hands the rest to `judge`.
+    """
 
-    def detect(self, metrics: pd.DataFrame, config: NamedSection, experiment: dict) -> Verdict:
-        raise TypeError(f"{type(self).__name__} must define detect()")
+    Config: ClassVar[type[NamedSection]]
+    verdict_type: ClassVar[type[Verdict]] = Verdict
+    key_metric: ClassVar[KeyMetric] = KeyMetric("detected")
+    panels: ClassVar[tuple[Panel, ...]] = ()
+
+    def __init__(self, config: NamedSection | None = None):
+        self.config = config if config is not None else self.Config()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def interval_fields(self) -> tuple[str, ...]:
+        """Verdict fields a sweep report aggregates over seeds (mean and 95% interval)."""
+        return (self.key_metric.field,)
+
+    def required(self, experiment: dict) -> list[Required]:
+        """Columns without which no verdict is possible."""
+        return []
+
+    def detect(self, metrics: pd.DataFrame, experiment: dict | None = None,
+               columns: dict[str, str] | None = None) -> Verdict:
+        """The verdict on one run's metrics; `columns` maps our names to the table's."""
+        experiment = experiment or {}
+        frame = normalise(metrics, columns)
+        if STEP not in frame:
+            return self.undetermined(f"no step column ({STEP} or {WANDB_STEP})")
+        missing = [_show(r) for r in self.required(experiment) if not _logged(frame, r)]
+        if missing:
+            return self.undetermined(f"{', '.join(missing)} not logged")
+        return self.judge(frame, experiment)
+
+    def judge(self, metrics: pd.DataFrame, experiment: dict) -> Verdict:
+        raise TypeError(f"{type(self).__name__} must define judge()")
+
+    def verdict(self, outcome: Outcome, reason: str, summary: str = "", **fields) -> Verdict:
+        return self.verdict_type(self.name, outcome, reason, summary or reason, **fields)
+
+    def undetermined(self, reason: str, **fields) -> Verdict:
+        return self.verdict(Outcome.UNDETERMINED, reason, f"undetermined: {reason}", **fields)
+
+    def figures(self, view) -> list:
+        """Write the report figures of a sweep (a `SweepView`); the paths written."""
+        return []
 
 
-def first_step(metrics: pd.DataFrame, column: str, threshold: float,
-               above: bool = True) -> int | None:
-    """First logged step where `column` reaches the threshold (None if never or not logged)."""
-    if column not in metrics:
-        return None
-    values = metrics[["step", column]].dropna()
-    hit = values[values[column] >= threshold] if above else values[values[column] <= threshold]
-    return int(hit["step"].iloc[0]) if len(hit) else None
+def normalise(metrics: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Our column names (renamed from `columns`' values), `_step` as `step`, rows by step."""
+    frame = metrics.rename(columns={theirs: ours for ours, theirs in (columns or {}).items()})
+    if STEP not in frame and WANDB_STEP in frame:
+        frame = frame.rename(columns={WANDB_STEP: STEP})
+    if STEP in frame:
+        frame = frame[frame[STEP].notna()].sort_values(STEP, kind="stable")
+    return frame
 
 
-def last_value(metrics: pd.DataFrame, column: str) -> float | None:
-    if column not in metrics:
-        return None
-    values = metrics[column].dropna()
-    return float(values.iloc[-1]) if len(values) else None
+def _logged(frame: pd.DataFrame, required: Required) -> bool:
+    names = (required,) if isinstance(required, str) else required
+    return any(name in frame and frame[name].notna().any() for name in names)
 
 
-def format_step(step: int | None) -> str:
+def _show(required: Required) -> str:
+    return required if isinstance(required, str) else " or ".join(required)
+
+
+def format_step(step: float | None) -> str:
     """Thousands separated by a thin space, as in '4 200'."""
-    return "never" if step is None else f"{step:,}".replace(",", " ")
+    return "never" if step is None else f"{round(step):,}".replace(",", " ")

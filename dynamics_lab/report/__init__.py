@@ -1,4 +1,7 @@
-"""`dynlab report`: a sweep's runs -> summary table -> figures, written into results/EXPERIMENT/."""
+"""`dynlab report`: a sweep's runs -> summary table, verdicts across seeds, and the phenomenon's
+own figures, written into results/EXPERIMENT/. What to draw is the phenomenon's business
+(`Detector.figures`); this package finds the sweep, tabulates it and hands the finished runs over
+as a `SweepView`."""
 
 from __future__ import annotations
 
@@ -7,61 +10,78 @@ from pathlib import Path
 
 import pandas as pd
 
-from dynamics_lab.report.associative_memory import associative_memory_figures
-from dynamics_lab.report.edge_of_stability import edge_of_stability_figures
-from dynamics_lab.report.grokking import grokking_figures
-from dynamics_lab.report.lazy_rich import lazy_rich_figures
-from dynamics_lab.report.parity import parity_figures
-from dynamics_lab.report.stepwise import stepwise_figures
+from dynamics_lab.phenomena import build
+from dynamics_lab.phenomena.sweep_view import SweepView
+from dynamics_lab.report.cells import format_cells, seed_cells
 from dynamics_lab.report.tables import find_sweeps, latest_sweep, sweep_table
+from dynamics_lab.schema import ConfigError
 from dynamics_lab.sweep.manifest import read_manifest
-from dynamics_lab.tracking.rundir import RunDir, RunDirError
-
-# phenomenon -> figure writer(table, sweep_dir, out_dir, swept axes) -> written paths
-FIGURES: dict[str, Callable[[pd.DataFrame, Path, Path, list[str]], list[Path]]] = {
-    "grokking": grokking_figures,
-    "lazy_rich": lazy_rich_figures,
-    "hidden_progress": parity_figures,
-    "stepwise": stepwise_figures,
-    "scaling_law": associative_memory_figures,
-    "edge_of_stability": edge_of_stability_figures,
-}
+from dynamics_lab.tracking.metrics import MetricsError, read_metrics
+from dynamics_lab.tracking.rundir import FINISHED, RunDir, RunDirError
 
 
 class ReportError(ValueError):
     """Nothing to report, or a directory that is not a sweep."""
 
 
-def sweep_phenomenon(sweep_dir: Path, manifest: dict) -> str | None:
-    """The phenomenon the sweep's runs were judged by (from the first run's config)."""
+def sweep_config(sweep_dir: Path, manifest: dict) -> dict:
+    """The resolved config of the sweep's first readable run ({} when none is readable)."""
     for entry in manifest.get("runs", []):
         try:
-            config = RunDir.open(sweep_dir / entry["run_id"]).config()
-            return (config.get("phenomenon") or {}).get("name")
+            return RunDir.open(sweep_dir / entry["run_id"]).config()
         except RunDirError:
             continue
-    return None
+    return {}
 
 
-def write_report(runs_root: Path, out: Path) -> list[Path]:
-    """Write summary.csv and the phenomenon's figures for the newest sweep under runs_root."""
+def _loaders(sweep_dir: Path) -> tuple[Callable, Callable]:
+    def metrics(run_id: str) -> pd.DataFrame | None:
+        try:
+            return read_metrics(Path(sweep_dir) / run_id)
+        except (OSError, MetricsError):
+            return None
+
+    def config(run_id: str) -> dict:
+        try:
+            return RunDir.open(Path(sweep_dir) / run_id).config()
+        except RunDirError:
+            return {}
+
+    return metrics, config
+
+
+def write_report(runs_root: Path, out: Path, echo: Callable[[str], None] | None = None
+                 ) -> list[Path]:
+    """Write summary.csv, cells.csv (verdicts across seeds) and the phenomenon's figures for the
+    newest sweep under runs_root; `echo` also prints the cells."""
     sweep_dir = latest_sweep(runs_root, min_runs=2)
     if sweep_dir is None:
         raise ReportError(f"no sweep found under '{runs_root}' (run `dynlab run ... --sweep`)")
     manifest = read_manifest(sweep_dir)
-    phenomenon = sweep_phenomenon(sweep_dir, manifest)
+    config = sweep_config(sweep_dir, manifest)
+    name = (config.get("phenomenon") or {}).get("name")
     table = sweep_table(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "summary.csv"]
     table.to_csv(written[0], index=False)
+    if not name:
+        return written
+    try:
+        detector = build(name, config)
+    except ConfigError as exc:
+        raise ReportError(f"cannot report this sweep: {exc}") from None
     axes = list(manifest.get("grid", {}))
-    figures = FIGURES.get(phenomenon or "")
-    if figures is None and phenomenon:
-        raise ReportError(f"no figures defined for phenomenon '{phenomenon}'; "
-                          f"known: {', '.join(sorted(FIGURES))}")
-    if figures is not None:
-        written += figures(table, sweep_dir, out, axes)
+    fields = detector.interval_fields
+    cells = seed_cells(table, axes, fields)
+    written.append(out / "cells.csv")
+    cells.to_csv(written[-1], index=False)
+    if echo is not None:
+        echo(format_cells(cells, axes, fields))
+    finished = table[table["status"].isin([s.value for s in FINISHED])]
+    if len(finished):
+        view = SweepView(finished.reset_index(drop=True), axes, out, *_loaders(sweep_dir))
+        written += detector.figures(view)
     return written
 
 
-__all__ = ["FIGURES", "ReportError", "find_sweeps", "sweep_table", "write_report"]
+__all__ = ["ReportError", "find_sweeps", "sweep_table", "write_report"]

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from dynamics_lab.phenomena.base import Outcome
 from dynamics_lab.sweep.manifest import MANIFEST
 from dynamics_lab.tracking.rundir import RunDir, RunDirError, read_json
 
 VERDICT_SKIP = ("phenomenon",)
+MISSING = "missing"  # not a run status: the report could not read the run directory
 
 
 def find_sweeps(root: Path) -> list[Path]:
@@ -35,7 +37,11 @@ def run_row(run_dir: Path, overrides: dict | None = None) -> dict:
     row.update(overrides or {})
     row.update(status=meta.get("status"), wall_time_s=meta.get("wall_time_s"),
                error=meta.get("error"))
-    for key, value in (run.verdict() or {}).items():
+    verdict = run.verdict() or {}
+    if verdict and "outcome" not in verdict:  # written before verdicts had three outcomes
+        verdict["outcome"] = (Outcome.DETECTED if verdict.get("detected")
+                              else Outcome.NOT_DETECTED).value
+    for key, value in verdict.items():
         if key not in VERDICT_SKIP:
             row[key] = value
     return row
@@ -50,6 +56,6 @@ def sweep_table(sweep_dir: Path) -> pd.DataFrame:
         try:
             rows.append(run_row(run_dir, entry["overrides"]))
         except RunDirError as exc:
-            rows.append({"run_id": entry["run_id"], **entry["overrides"], "status": "missing",
+            rows.append({"run_id": entry["run_id"], **entry["overrides"], "status": MISSING,
                          "error": str(exc)})
     return pd.DataFrame(rows)

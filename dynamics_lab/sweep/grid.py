@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynamics_lab.config import ExperimentConfig, apply_overrides, build_config
+from dynamics_lab.tracking.rundir import RunDirError, safe_component
 
 
 @dataclass
@@ -23,8 +24,10 @@ def _label(key: str, value: Any) -> str:
 
 
 def run_id_for(overrides: dict[str, Any]) -> str:
-    """Readable and unique within a sweep: 'weight_decay=1.0,train_fraction=0.4,seed=0'."""
-    return ",".join(_label(k, v) for k, v in overrides.items()).replace("/", "_") or "run"
+    """Readable and unique within a sweep: 'weight_decay=1.0,train_fraction=0.4,seed=0'. It
+    names a directory, so a value that cannot (a '/', say) is a one-line RunDirError."""
+    run_id = ",".join(_label(k, v) for k, v in overrides.items()) or "run"
+    return safe_component(run_id, "run id")
 
 
 def expand(config: ExperimentConfig) -> list[RunSpec]:
@@ -37,6 +40,11 @@ def expand(config: ExperimentConfig) -> list[RunSpec]:
             overrides = {**dict(zip(keys, values)), "seed": seed}
             resolved = build_config(apply_overrides(base, list(overrides.items())))
             specs.append(RunSpec(run_id_for(overrides), overrides, resolved))
+    ids = [s.run_id for s in specs]
+    twice = next((i for i in ids if ids.count(i) > 1), None)
+    if twice:
+        raise RunDirError(f"two runs of the grid would share the directory {twice!r}; give the "
+                          "grid values that differ in more than their type")
     return specs
 
 

@@ -1,22 +1,28 @@
 """Run a sweep's jobs as subprocesses on this machine, `workers` at a time, one thread each.
 
 With several GPUs visible, each worker slot gets its own GPU (round-robin over the slots via
-CUDA_VISIBLE_DEVICES), so `--workers` defaults to one run per GPU.
+CUDA_VISIBLE_DEVICES), so `--workers` defaults to one run per GPU. Each worker runs in its own
+process group: Ctrl-C at the terminal reaches this process alone, which then stops the workers
+(SIGTERM: each checkpoints and records `killed`), launches nothing more, and re-raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.tracking.rundir import RunDir, RunDirError, Status
 
 Job = list[Path]  # one run, or the members of one ensemble
+STOP_GRACE_S = 60.0  # how long stopped workers get to checkpoint before SIGKILL
 
 
 def visible_gpus() -> list[str]:
@@ -42,55 +48,126 @@ def slot_env(slot: int, gpus: list[str]) -> dict[str, str]:
     return env
 
 
-def run_subprocess(job: Job, env: dict[str, str] | None = None) -> dict[Path, str]:
-    """Run one job in a fresh interpreter; a crash there cannot take the sweep down."""
-    log = job[0] / "stdout.log"
-    with open(log, "a") as out:
-        proc = subprocess.run([sys.executable, "-m", "dynamics_lab.worker", *map(str, job)],
-                              stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, **(env or {})})
+def record_ending(job: Job, returncode: int, log: Path) -> dict[Path, Status]:
+    """Each run's status after its worker exited; a run the worker left `running` or `pending`
+    (killed by a signal, out of memory) says so, unless another live process holds it."""
+    from dynamics_lab.tracking.resume import still_running
+
     statuses = {}
     for run_dir in job:
         run = RunDir(run_dir)
-        status = run.meta.get("status")
-        if status in ("pending", "running"):
-            # The process died without recording an ending (signal, OOM): say so.
-            reason = f"worker exited with code {proc.returncode} (see {log})"
-            run.finish("killed" if proc.returncode < 0 else "failed", reason)
-            status = run.meta["status"]
-        statuses[run_dir] = status
+        try:
+            if run.status.active and not still_running(run):
+                reason = f"worker exited with code {returncode} (see {log})"
+                run.finish(Status.KILLED if returncode < 0 else Status.FAILED, reason)
+            statuses[run_dir] = run.status
+        except RunDirError:  # meta.json lost and not recoverable by the worker
+            statuses[run_dir] = Status.FAILED
     return statuses
 
 
+class Workers:
+    """The worker processes of one launch; `stop()` signals them all and admits no new one."""
+
+    def __init__(self) -> None:
+        self.procs: set[subprocess.Popen] = set()
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self, job: Job, env: dict[str, str] | None = None) -> dict[Path, Status]:
+        """Run one job in a fresh interpreter; a crash there cannot take the sweep down."""
+        log = job[0] / "stdout.log"
+        with self._lock:
+            if self.stopping.is_set():
+                return {}
+            with open(log, "a") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "dynamics_lab.train.worker", *map(str, job)],
+                    stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                    start_new_session=True)
+            self.procs.add(proc)
+        try:
+            proc.wait()
+        finally:
+            with self._lock:
+                self.procs.discard(proc)
+        return record_ending(job, proc.returncode, log)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.stopping.set()
+        with self._lock:
+            for proc in self.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM to the launching process stops the sweep the way Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def launch_local(jobs: list[Job], workers: int | None = None,
-                 on_done: Callable[[Path, str], None] = lambda p, s: None,
+                 on_done: Callable[[Path, Status], None] = lambda p, s: None,
                  gpus: list[str] | None = None,
-                 run: Callable[..., dict[Path, str]] = run_subprocess) -> dict[Path, str]:
-    """Run every job; returns run dir -> final status. Failures never stop the others."""
+                 run: Callable[..., dict[Path, Status]] | None = None) -> dict[Path, Status]:
+    """Run every job; returns run dir -> final status. Failures never stop the others; Ctrl-C
+    stops the running workers (their runs end `killed`) and is re-raised."""
     gpus = visible_gpus() if gpus is None else gpus
     workers = workers or default_workers(gpus)
+    procs = Workers()
+    run = run or procs.run
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(workers):
         slots.put(slot)
 
-    def in_slot(job: Job) -> dict[Path, str]:
+    def in_slot(job: Job) -> dict[Path, Status]:
         slot = slots.get()
         try:
-            return run(job, slot_env(slot, gpus))
+            return {} if procs.stopping.is_set() else run(job, slot_env(slot, gpus))
         finally:
             slots.put(slot)
 
-    statuses: dict[Path, str] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(in_slot, job): job for job in jobs}
-        for future in as_completed(futures):
+    statuses: dict[Path, Status] = {}
+
+    def collect(done) -> None:
+        for future in done:
             try:
                 finished = future.result()
-            except Exception as exc:  # an unreadable run dir must not stop the sweep
-                finished = {d: f"failed: {exc}" for d in futures[future]}
+            except Exception:  # an unreadable run dir must not stop the sweep
+                finished = {d: Status.FAILED for d in futures[future]}
             for run_dir, status in finished.items():
                 statuses[run_dir] = status
                 on_done(run_dir, status)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, sigterm_as_interrupt():
+        futures = {pool.submit(in_slot, job): job for job in jobs}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                collect(done)
+        except KeyboardInterrupt:
+            procs.stop(signal.SIGTERM)
+            for future in pending:
+                future.cancel()
+            with contextlib.suppress(KeyboardInterrupt):  # asked twice: stop now
+                wait(pending, timeout=STOP_GRACE_S)
+            procs.stop(signal.SIGKILL)
+            done, _ = wait(pending)
+            collect(f for f in done if not f.cancelled())
+            raise
     return statuses
 
 
@@ -107,9 +184,13 @@ def launch_with_progress(sweep_dir: Path, jobs: list[Job], workers: int | None) 
                   TimeElapsedColumn()) as progress:
         bar = progress.add_task(f"sweep ({workers} worker(s))", total=sum(map(len, jobs)))
 
-        def on_done(run_dir: Path, status: str) -> None:
-            verdict = RunDir(run_dir).verdict() or {}
-            progress.console.print(f"  {run_dir.name}: {status}  {verdict.get('summary', '')}")
+        def on_done(run_dir: Path, status: Status) -> None:
+            run = RunDir(run_dir)
+            try:
+                line = (run.verdict() or {}).get("summary") or run.meta.get("error") or ""
+            except RunDirError as exc:
+                line = str(exc)
+            progress.console.print(f"  {run_dir.name}: {status}  {line}")
             progress.advance(bar)
 
         return launch_local(jobs, workers, on_done, gpus)

@@ -18,16 +18,18 @@ from dynamics_lab.tracking.rundir import (
     check_writable,
     now,
     read_json,
+    safe_component,
     write_json,
 )
 
 MANIFEST = "sweep.json"
-FINISHED = ("completed", "diverged")
 IGNORED_SECTIONS = ("sweep", "logging")  # may change between launches of the same sweep
 
 
 def prepare_sweep(config: ExperimentConfig, specs: list[RunSpec], sweep_dir: Path) -> list[Path]:
     """Create the sweep dir, its manifest and one pending run dir per spec."""
+    for spec in specs:
+        safe_component(spec.run_id, "run id")
     check_writable(sweep_dir.parent)
     try:
         sweep_dir.mkdir(parents=True, exist_ok=False)
@@ -81,8 +83,13 @@ def first_difference(a: dict, b: dict) -> tuple[str, Any, Any] | None:
     return None
 
 
-def reopen_sweep(config: ExperimentConfig, specs: list[RunSpec], sweep_dir: Path) -> list[Path]:
-    """Check that `sweep_dir` holds exactly these runs with these configs; all its run dirs."""
+def reopen_sweep(config: ExperimentConfig, specs: list[RunSpec],
+                 sweep_dir: Path) -> tuple[list[Path], dict[Path, str]]:
+    """Check that `sweep_dir` holds exactly these runs with these configs; return the run dirs
+    to go on with, and the unrecoverable ones (config.yaml lost or corrupted) with why.
+    A lost run dir is prepared again; a lost meta.json is rebuilt from config.yaml."""
+    from dynamics_lab.tracking.resume import recover_meta
+
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / MANIFEST).is_file():
         raise RunDirError(f"'{sweep_dir}' is not a sweep directory (no {MANIFEST})")
@@ -95,28 +102,41 @@ def reopen_sweep(config: ExperimentConfig, specs: list[RunSpec], sweep_dir: Path
         raise RunDirError(f"'{sweep_dir}' holds other runs than this command makes "
                           f"({len(listed)} vs {len(specs)}); rerun with the original flags")
     check_writable(sweep_dir)
-    dirs = []
-    for spec in specs:
-        path = sweep_dir / spec.run_id
-        if not path.exists():  # lost: prepare it again
-            RunDir.create(path, spec.config.to_dict(), spec.config.seed)
-        diff = first_difference(RunDir.open(path).config(), spec.config.to_dict())
-        if diff:
-            key, old, new = diff
-            raise RunDirError(f"'{path}' was prepared with {key}={old!r}, this command makes "
-                              f"{key}={new!r}; rerun with the original flags or start a new sweep")
-        dirs.append(path)
-    return dirs
+    dirs, lost, unrecoverable = [], [], {}
+    for spec in specs:  # check everything before writing anything
+        run = RunDir(sweep_dir / safe_component(spec.run_id, "run id"))
+        if not run.path.exists():
+            lost.append(spec)
+        elif not run.config_path.is_file():
+            unrecoverable[run.path] = f"{run.config_path.name} is missing"
+            continue
+        else:
+            try:
+                diff = first_difference(run.config(), spec.config.to_dict())
+            except RunDirError as exc:
+                unrecoverable[run.path] = str(exc)
+                continue
+            if diff:
+                key, old, new = diff
+                raise RunDirError(f"'{run.path}' was prepared with {key}={old!r}, this command "
+                                  f"makes {key}={new!r}; rerun with the original flags or start "
+                                  "a new sweep")
+        dirs.append(run.path)
+    for spec in lost:  # lost: prepare it again
+        RunDir.create(sweep_dir / spec.run_id, spec.config.to_dict(), spec.config.seed)
+    for path in dirs:
+        recover_meta(RunDir(path), ours=True)
+    return dirs, unrecoverable
 
 
 def unfinished(run_dirs: list[Path], skip: frozenset[str] | set[str] = frozenset()) -> list[Path]:
-    """Runs a launch should (re)start: not finished, not alive on this host, not in `skip`
+    """Runs a launch should (re)start: not finished, not held by a live process, not in `skip`
     (run ids a scheduler still holds)."""
     from dynamics_lab.tracking.resume import still_running
 
     todo = []
     for path in run_dirs:
-        meta = RunDir.open(path).meta
-        if meta.get("status") not in FINISHED and not still_running(meta) and path.name not in skip:
+        run = RunDir.open(path)
+        if not run.status.finished and not still_running(run) and path.name not in skip:
             todo.append(path)
     return todo

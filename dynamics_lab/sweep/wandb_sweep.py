@@ -5,7 +5,7 @@ pending run dirs) and writes `wandb_sweep.yaml` there: method grid, the experime
 parameters under their dotted keys, the seeds as `seed`, the verdict's key metric. Each agent
 call runs `dynlab agent-run`, which reads `wandb.config`, finds the run with exactly those
 values in the sweep dir (preparing the dir the same way when this machine lacks it) and runs it
-through `worker.run_one`, like every other launcher.
+through `train.worker.run_one`, like every other launcher.
 """
 
 from __future__ import annotations
@@ -18,16 +18,12 @@ from typing import Any
 import yaml
 
 from dynamics_lab.config import ExperimentConfig, apply_overrides, build_config
+from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.sweep.grid import expand
 from dynamics_lab.sweep.manifest import MANIFEST, prepare_sweep, read_manifest
-from dynamics_lab.tracking.rundir import RunDirError
+from dynamics_lab.tracking.rundir import RunDirError, safe_component
 
-# The number a sweep's dashboard sorts by, per phenomenon (summary keys are `verdict/<field>`).
-SWEEP_METRICS = {
-    "grokking": ("verdict/delay_ratio", "maximize"),
-    "edge_of_stability": ("verdict/fraction_within", "maximize"),
-}
-DEFAULT_METRIC = ("verdict/detected", "maximize")
+DEFAULT_METRIC = ("verdict/detected", "maximize")  # without a phenomenon
 SWEEP_FILE = "wandb_sweep.yaml"
 
 
@@ -36,8 +32,9 @@ def sweep_spec(config: ExperimentConfig, sweep_dir: Path, experiment: str,
     """The W&B sweep configuration of this experiment's grid times seeds."""
     parameters = {key: {"values": list(values)} for key, values in config.sweep.grid.items()}
     parameters["seed"] = {"values": list(config.sweep.seeds)}
-    phenomenon = config.phenomenon.name if config.phenomenon else ""
-    metric, goal = SWEEP_METRICS.get(phenomenon, DEFAULT_METRIC)
+    # The number the sweep is ranked by is the phenomenon's key metric (a verdict field).
+    key = PHENOMENA.get(config.phenomenon.name).key_metric if config.phenomenon else None
+    metric, goal = (key.name, key.goal) if key else DEFAULT_METRIC
     command = ["${env}", "dynlab", "agent-run", experiment, "--profile", config.profile,
                "--sweep-dir", str(Path(sweep_dir).resolve())]
     for item in overrides:
@@ -113,7 +110,7 @@ def find_run(config: ExperimentConfig, sweep_dir: Path, params: dict[str, Any],
             time.sleep(0.5)
     for entry in entries:
         if entry["overrides"] == params:
-            path = sweep_dir / entry["run_id"]
+            path = sweep_dir / safe_component(entry["run_id"], "run id")
             while not (path / "meta.json").exists() and time.time() < deadline:
                 time.sleep(0.5)
             return path

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from dynamics_lab.registry import TASKS
-from dynamics_lab.schema import NamedSection
+from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
@@ -25,7 +25,7 @@ class AssociativeMemoryTaskConfig(NamedSection):
     n_classes: int = Field(64, ge=2)  # M
     alpha: float = Field(2.0, gt=0)  # Zipf exponent; the scaling laws need alpha > 1
     n_samples: int = Field(4096, ge=1)  # T
-    seed: int = 0  # the map f and the samples; independent of the model-init seed
+    seed: Seed = 0  # the map f and the samples; independent of the model-init seed
 
 
 def zipf_probabilities(n_tokens: int, alpha: float) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field, PositiveFloat, model_validator
 
 from dynamics_lab.registry import TASKS
-from dynamics_lab.schema import NamedSection
+from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
@@ -28,7 +28,7 @@ class LowRankRegressionConfig(NamedSection):
     n_val: int = Field(256, ge=1)
     whiten: bool = True  # train inputs exactly white; else iid N(0, I) (white on average)
     noise: float = Field(0.0, ge=0)  # std of Gaussian label noise
-    seed: int = 0  # teacher and data; independent of the model-init seed
+    seed: Seed = 0  # teacher and data; independent of the model-init seed
 
     @model_validator(mode="after")
     def _fits(self):

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field, model_validator
 
 from dynamics_lab.registry import TASKS
-from dynamics_lab.schema import NamedSection
+from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
@@ -16,17 +16,25 @@ def is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
 
 
+def train_size(fraction: float, n: int) -> int:
+    return int(round(fraction * n))
+
+
 class ModularArithmeticConfig(NamedSection):
     name: Literal["modular_arithmetic"] = "modular_arithmetic"
     p: int = Field(97, ge=2)
     op: Literal["add", "sub", "mul", "div"] = "add"
     train_fraction: float = Field(0.4, gt=0, lt=1)
-    seed: int = 0  # the data split; independent of the model-init seed
+    seed: Seed = 0  # the data split; independent of the model-init seed
 
     @model_validator(mode="after")
-    def _div_needs_prime(self):
+    def _valid_table_and_split(self):
         if self.op == "div" and not is_prime(self.p):
             raise ValueError(f"op=div needs a prime p, got p={self.p}")
+        n = self.p * (self.p - 1 if self.op == "div" else self.p)
+        if not 0 < train_size(self.train_fraction, n) < n:
+            raise ValueError(f"train_fraction={self.train_fraction} of {n} pairs leaves an "
+                             "empty split")
         return self
 
 
@@ -59,8 +67,6 @@ class ModularArithmetic(TensorTask):
     def build(self) -> dict[str, Batch]:
         x, y = self.table()
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.config.seed))
-        n_train = int(round(self.config.train_fraction * len(x)))
-        if not 0 < n_train < len(x):
-            raise ValueError(f"train_fraction={self.config.train_fraction} leaves an empty split")
+        n_train = train_size(self.config.train_fraction, len(x))
         train, val = order[:n_train], order[n_train:]
         return {"train": (x[train], y[train]), "val": (x[val], y[val])}

@@ -21,7 +21,7 @@ import torch
 from pydantic import Field, model_validator
 
 from dynamics_lab.registry import TASKS
-from dynamics_lab.schema import NamedSection
+from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
@@ -34,7 +34,7 @@ class ParityConfig(NamedSection):
     online: bool = True  # fresh samples every step
     n_train: int = Field(2048, ge=1)  # the fixed training sample (online: the reference set)
     n_test: int = Field(2048, ge=1)
-    seed: int = 0  # the relevant set and the fixed samples; independent of the model-init seed
+    seed: Seed = 0  # the relevant set and the fixed samples; independent of the model-init seed
 
     @model_validator(mode="after")
     def _k_at_most_n(self):

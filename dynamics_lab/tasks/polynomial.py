@@ -1,7 +1,9 @@
 """Polynomial regression on Gaussian inputs: the lazy-vs-rich grokking testbed (Kumar et al. 2023).
 
-x ~ N(0, I/D) in dimension D; hidden directions have norm sqrt(D), so each z_j = beta_j . x is
-exactly N(0, 1) and targets have O(1) scale whatever D is.
+x ~ N(0, I/D) in dimension D (||x|| ~ 1); hidden directions have norm sqrt(D), so each
+z_j = beta_j . x is exactly N(0, 1) and targets have O(1) scale whatever D is. With
+`normalized_inputs: false`, x ~ N(0, I) (unit-variance coordinates, the scale that ntk and
+mean-field layers, w.x / sqrt(D), expect) and the directions have unit norm: z_j is N(0, 1) still.
 
 - quadratic_single_index: y = (beta . x)^2 / 2. A kernel needs ~D^2 samples to learn it; a
   network that finds beta needs ~D, so n_train between the two separates lazy from rich.
@@ -20,7 +22,7 @@ import torch
 from pydantic import Field
 
 from dynamics_lab.registry import TASKS
-from dynamics_lab.schema import NamedSection
+from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
@@ -30,9 +32,10 @@ class PolynomialConfig(NamedSection):
     target: Literal["quadratic_single_index", "hierarchical"] = "quadratic_single_index"
     rank: int = Field(2, ge=1)  # directions in p(x) of the hierarchical target
     noise: float = Field(0.0, ge=0)  # std of the label noise on training targets
+    normalized_inputs: bool = True  # x ~ N(0, I/D); false: x ~ N(0, I)
     n_train: int = Field(256, ge=1)
     n_test: int = Field(2048, ge=1)
-    seed: int = 0  # the directions and the samples; independent of the model-init seed
+    seed: Seed = 0  # the directions and the samples; independent of the model-init seed
 
 
 @TASKS.register("polynomial")
@@ -53,7 +56,7 @@ class Polynomial(TensorTask):
             raise ValueError(f"task.rank={r} exceeds task.dim={c.dim}")
         g = torch.Generator().manual_seed(c.seed)
         q, _ = torch.linalg.qr(torch.randn(c.dim, r, generator=g, dtype=torch.float64))
-        return q.T * c.dim**0.5
+        return q.T * (c.dim**0.5 if c.normalized_inputs else 1.0)
 
     def target(self, x: torch.Tensor) -> torch.Tensor:
         """The noiseless target of inputs x (n x D) as an (n, 1) tensor."""
@@ -69,8 +72,9 @@ class Polynomial(TensorTask):
         c = self.config
         # Offset from the direction stream so samples and directions are independent draws.
         g = torch.Generator().manual_seed(c.seed + 1_000_003)
-        x_train = torch.randn(c.n_train, c.dim, generator=g) / c.dim**0.5
-        x_test = torch.randn(c.n_test, c.dim, generator=g) / c.dim**0.5
+        scale = c.dim**-0.5 if c.normalized_inputs else 1.0
+        x_train = torch.randn(c.n_train, c.dim, generator=g) * scale
+        x_test = torch.randn(c.n_test, c.dim, generator=g) * scale
         y_train = self.target(x_train)
         if c.noise > 0:
             y_train = y_train + c.noise * torch.randn(y_train.shape, generator=g)

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from dynamics_lab.registry import TASKS
-from dynamics_lab.schema import NamedSection
+from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
@@ -29,7 +29,7 @@ class TeacherRegressionConfig(NamedSection):
     teacher_width: int = Field(32, ge=1)  # hidden units of the tanh teacher
     degree: int = Field(3, ge=0)  # Chebyshev degree (teacher=chebyshev)
     noise: float = Field(0.0, ge=0)  # std of Gaussian label noise, added after normalisation
-    seed: int = 0  # data and teacher; independent of the model-init seed
+    seed: Seed = 0  # data and teacher; independent of the model-init seed
 
 
 def chebyshev(t: torch.Tensor, degree: int) -> torch.Tensor:

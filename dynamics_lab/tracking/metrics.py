@@ -12,6 +12,9 @@ from typing import Any
 import pandas as pd
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
+from pandas.api.types import is_numeric_dtype
+
+from dynamics_lab.tracking.rundir import RunDirError
 
 STEP = "step"
 
@@ -86,15 +89,48 @@ def _cell(value: Any) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
+class MetricsError(RunDirError):
+    """A metrics.csv that does not parse; the message names the file and the line."""
+
+
+def _bad_line(path: Path, text: str) -> str:
+    """Where and why `text` is not a metrics table: the first row with a wrong number of fields
+    or a cell that is not a number."""
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, [])
+    if STEP not in header:
+        return f"{path}:1: no '{STEP}' column in the header"
+    for line, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            return f"{path}:{line}: {len(row)} fields where the header has {len(header)}"
+        for column, cell in zip(header, row):
+            try:
+                float(cell or "nan")
+            except ValueError:
+                return f"{path}:{line}: {column}={cell!r} is not a number"
+    return f"{path}: not a metrics table"
+
+
 def read_metrics(path: Path | str) -> pd.DataFrame:
-    """A run's metrics as a DataFrame, one row per step (a run dir or the CSV itself)."""
+    """A run's metrics as a DataFrame, one row per step (a run dir or the CSV itself).
+    A file that does not parse is a MetricsError naming the file and line."""
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.csv"
     text = path.read_text()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # a torn last line from a killed writer
-    frame = pd.read_csv(io.StringIO(text))
+    if not text:
+        return pd.DataFrame(columns=[STEP])
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, UnicodeDecodeError):
+        raise MetricsError(_bad_line(path, text)) from None
+    width = len(frame.columns)
+    numeric = not len(frame) or all(map(is_numeric_dtype, frame.dtypes))  # empty: dtype object
+    if (STEP not in frame.columns or not numeric
+            or any(line.count(",") != width - 1 for line in text.splitlines() if '"' not in line)):
+        raise MetricsError(_bad_line(path, text))
     if len(frame) and frame[STEP].duplicated().any():
         # Merged rows are appended again, and a resumed run may log a step twice:
         # the last non-missing value of each metric wins.

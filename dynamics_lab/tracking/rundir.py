@@ -58,6 +58,26 @@ class RunDirError(ValueError):
     """A run directory that is missing, foreign, corrupted or not writable."""
 
 
+MAX_NAME = 200  # bytes; file systems allow 255 per path component
+
+
+def safe_component(name: str, what: str) -> str:
+    """`name` if it can be one directory name under the runs root: not empty, '.' or '..', no
+    path separator or NUL, not too long. Else a one-line RunDirError naming `what` it is."""
+    bad = None
+    if not isinstance(name, str) or name in ("", ".", ".."):
+        bad = "is empty, '.' or '..'"
+    elif "/" in name or "\\" in name or (os.altsep and os.altsep in name):
+        bad = "contains a path separator"
+    elif "\0" in name:
+        bad = "contains a NUL byte"
+    elif len(name.encode()) > MAX_NAME:
+        bad = f"is longer than {MAX_NAME} bytes"
+    if bad:
+        raise RunDirError(f"{what} {name!r} {bad}; it names a directory under the runs root")
+    return name
+
+
 def default_runs_root() -> Path:
     return Path(os.environ.get("DYNLAB_RUNS", "runs"))
 
@@ -136,6 +156,7 @@ class RunDir:
     verdict_path = property(lambda self: self.path / "verdict.json")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.checkpoint_dir / "last.ckpt")
+    lock_path = property(lambda self: self.path / ".lock")
 
     @property
     def status(self) -> Status:

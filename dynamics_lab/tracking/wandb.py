@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dynamics_lab.tracking.rundir import Status
+
 
 def has_login() -> bool:
     """True when a W&B API key is in the environment or ~/.netrc (no network, no import)."""
@@ -45,10 +47,10 @@ def sync_hint(run_dir: Path) -> str:
     return f"W&B ran offline (no login); upload with: wandb sync {offline_runs}"
 
 
-def finish_wandb(logger: Any, verdict: dict | None, status: str) -> None:
+def finish_wandb(logger: Any, verdict: dict | None, status: Status) -> None:
     """Put the verdict and status into the run summary and close the W&B run."""
     run = logger.experiment
     summary = {f"verdict/{k}": v for k, v in (verdict or {}).items() if v is not None}
-    summary["status"] = status
+    summary["status"] = str(status)
     run.summary.update(summary)
-    run.finish(exit_code=0 if status in ("completed", "diverged") else 1)
+    run.finish(exit_code=0 if Status(status).finished else 1)

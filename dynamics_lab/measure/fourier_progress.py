@@ -1,0 +1,145 @@
+"""FourierProgress: Nanda et al.'s (2023) progress measures of grokking on (a + b) mod p.
+
+A network that has grokked modular addition computes its logits from a few key frequencies w_k:
+logit(a, b, c) ~ sum_k cos(w_k (a + b - c)). Over the p x p grid of inputs, those terms live in the
+span of cos(w_k (a + b)) and sin(w_k (a + b)) (for each output c), so projecting the logits onto
+that span keeps exactly them. Logged at each scheduled step, on every pair of the table:
+  fourier/key_power       share of the embedding's non-constant Fourier power in the key
+                          frequencies (n_key of them in a random embedding: n_key / (p // 2))
+  fourier/key_freq_<i>    the key frequencies, strongest first
+  fourier/restricted_loss cross-entropy on the held-out pairs of the logits restricted to their
+                          mean over (a, b) plus the key-frequency components: falls as the
+                          generalizing circuit forms, before the test loss does
+  fourier/excluded_loss   cross-entropy on the training pairs of the logits with the key-frequency
+                          components removed: rises as the circuit takes over from memorization
+  fourier/key_logit_share share of the logits' variance over (a, b) in the key components
+Key frequencies are the n_key strongest of the embedding (`token_weights`: the embedding table, or
+a one-hot first layer), chosen anew at each measurement, or fixed by `key_frequencies` (e.g. those
+of a finished run, as Nanda et al. fix them). The task is read off the datamodule by duck typing:
+`config.p` (or `spec.n_tokens`), `config.op` (only `add`) and `splits` (without it both losses
+are taken over every pair). Inputs are token pairs (a, b), as modular_arithmetic serves them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from typing_extensions import override
+
+from dynamics_lab.linalg.representations import fourier_metrics
+from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.measure.features import token_count, token_weights
+from dynamics_lab.registry import MEASUREMENTS
+
+
+class FourierProgressConfig(MeasurementConfig):
+    name: Literal["fourier_progress"] = "fourier_progress"
+    n_key: int = Field(5, ge=1)  # key frequencies taken from the embedding
+    key_frequencies: list[int] | None = None  # fixed key frequencies (1 .. p // 2) instead
+    chunk: int = Field(16384, ge=1)  # pairs per forward pass
+
+
+def sum_waves(p: int, frequencies: list[int], dtype=torch.float64, device=None) -> torch.Tensor:
+    """Unit vectors over the (a, b) grid (rows, p * p entries in a-major order): cos and sin of
+    2 pi k (a + b) / p for each k (a sine that vanishes, at k = p / 2, is left out)."""
+    t = torch.arange(p, dtype=dtype, device=device)
+    s = (t[:, None] + t[None, :]).reshape(-1)
+    rows = []
+    for k in frequencies:
+        for wave in (torch.cos(2 * math.pi * k * s / p), torch.sin(2 * math.pi * k * s / p)):
+            norm = wave.norm()
+            if norm > 1e-9 * p:
+                rows.append(wave / norm)
+    return torch.stack(rows) if rows else torch.zeros(0, p * p, dtype=dtype, device=device)
+
+
+def key_components(logits: torch.Tensor, p: int, frequencies: list[int]) -> torch.Tensor:
+    """The part of grid logits (p * p, C) in the span of the key (a + b) waves, per output."""
+    waves = sum_waves(p, frequencies, logits.dtype, logits.device)
+    return waves.T @ (waves @ logits)
+
+
+def strongest_frequencies(weights: torch.Tensor, p: int, n: int) -> list[int]:
+    """The n frequencies (1 .. p // 2) with the most Fourier power in the token weights."""
+    power = fourier_metrics(weights, p)["power"][1:]
+    order = torch.argsort(power, descending=True)[: min(n, len(power))]
+    return [int(k) + 1 for k in order]
+
+
+@MEASUREMENTS.register("fourier_progress")
+class FourierProgress(Measurement):
+    """Key frequencies, restricted and excluded loss of a modular-addition network.
+
+    Example:
+        >>> trainer = L.Trainer(callbacks=[FourierProgress(every=100, n_key=5)])
+    """
+
+    Config = FourierProgressConfig
+    prefix = "fourier"
+    uses_probe = False
+    config: FourierProgressConfig
+
+    @override
+    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                model: nn.Module) -> dict[str, float]:
+        task = getattr(trainer, "datamodule", None)
+        p = token_count(task)
+        if p is None or getattr(getattr(task, "config", None), "op", "add") != "add":
+            return {}
+        model.eval()
+        device = next(model.parameters()).device
+        return self.metrics(grid_logits(model, p, device, self.config.chunk), p,
+                            token_weights(model, p), split_indices(task, p, device))
+
+    def metrics(self, logits: torch.Tensor, p: int, weights: torch.Tensor | None,
+                splits: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Progress measures of grid logits (p * p, C; row a * p + b holds the pair (a, b)), the
+        token weights (p x d, for the key frequencies) and the grid indices of each split."""
+        c = self.config
+        has_weights = weights is not None and weights.shape[0] >= p
+        if c.key_frequencies is not None:
+            keys = [k for k in c.key_frequencies if 1 <= k <= p // 2]
+        elif has_weights:
+            keys = strongest_frequencies(weights, p, c.n_key)
+        else:
+            return {}
+        metrics: dict[str, float] = {}
+        if has_weights:
+            power = fourier_metrics(weights, p)["power"][1:]
+            share = power[[k - 1 for k in keys]].sum() / power.sum().clamp_min(1e-300)
+            metrics["fourier/key_power"] = float(share)
+        metrics.update({f"fourier/key_freq_{i}": float(k) for i, k in enumerate(keys)})
+        key = key_components(logits, p, keys)
+        restricted = logits.mean(0, keepdim=True) + key
+        excluded = logits - key
+        every = torch.arange(p * p, device=logits.device)
+        labels = (every // p + every % p) % p
+        test, train = splits.get("val", every), splits.get("train", every)
+        metrics["fourier/restricted_loss"] = float(F.cross_entropy(restricted[test], labels[test]))
+        metrics["fourier/excluded_loss"] = float(F.cross_entropy(excluded[train], labels[train]))
+        centred = logits - logits.mean(0, keepdim=True)
+        metrics["fourier/key_logit_share"] = float(
+            key.pow(2).sum() / centred.pow(2).sum().clamp_min(1e-300))
+        return metrics
+
+
+def grid_logits(model: nn.Module, p: int, device, chunk: int) -> torch.Tensor:
+    """The model's outputs (float64) on every pair (a, b), row a * p + b."""
+    a = torch.arange(p, device=device)
+    pairs = torch.stack([a.repeat_interleave(p), a.repeat(p)], dim=1)
+    with torch.no_grad():
+        return torch.cat([model(pairs[i:i + chunk]).double()
+                          for i in range(0, len(pairs), chunk)])
+
+
+def split_indices(task: Any, p: int, device) -> dict[str, torch.Tensor]:
+    """Grid indices of the task's train and held-out pairs (`splits`; none when absent)."""
+    splits = getattr(task, "splits", None) or {}
+    return {name: (splits[name][0][:, 0] * p + splits[name][0][:, 1]).to(device)
+            for name in ("train", "val") if name in splits}

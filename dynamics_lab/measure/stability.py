@@ -1,0 +1,130 @@
+"""How large a sharpness an optimizer's step survives: its stability threshold on a quadratic,
+and the diagonal preconditioner whose product with the Hessian the threshold applies to.
+
+Every optimizer here takes steps w <- w - eta S m, where m is the gradient or a momentum buffer
+of gradients, eta the first parameter group's learning rate and S a positive diagonal (the other
+groups' learning rates relative to eta, Adam's 1/((1 - beta1^t)(sqrt(v_hat) + eps))). On a
+quadratic with Hessian H it is stable while lambda_max(S (H + L2)) < threshold, L2 the coupled
+weight decay that enters the gradient:
+  SGD          2/eta; heavy ball beta: (2 + 2 beta)/(eta (1 - dampening));
+               Nesterov: (2 + 2 beta)/(eta (1 + 2 beta))
+  Adam/AdamW   (2 + 2 beta1)/((1 - beta1) eta), with S = 1/P for Adam's preconditioner
+               P = (1 - beta1^t) (sqrt(v_t / (1 - beta2^t)) + eps) (Cohen et al. 2022, "Adaptive
+               gradient methods at the edge of stability": lambda_1(P^-1 H) against 38/eta for
+               beta1 = 0.9). torch's Adam step is lr m_t / P exactly, with m_t the biased EMA;
+               P is read from the optimizer state after t updates, the preconditioner of the
+               last step (the next one differs by one more EMA update).
+Weight decay: coupled L2 (SGD's and Adam's `weight_decay`) is part of the gradient, so it is in
+L2 above and in the preconditioned sharpness. AdamW's decoupled decay (and Adam's
+`decoupled_weight_decay=True`) shrinks w by (1 - eta wd) outside the preconditioner, a
+contraction that can only make the step more stable; it is left out. The plain sharpness
+lambda_max(H) compared with 2/eta is that of the loss alone.
+Parameter groups may differ in learning rate (folded into S), Adam's beta2 and eps (in P) and
+weight decay (in L2); a momentum or beta1 that differs between groups has no single threshold
+and is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Stability:
+    """The threshold, and the operator S (H + L2) it applies to (S = I, L2 = 0 when None)."""
+
+    threshold: float
+    scale: Tensor | None = None  # flat diag S over the measured parameters
+    l2: Tensor | None = None  # flat coupled weight decay over the measured parameters
+
+
+def unwrap(optimizer: Any) -> Any:
+    """The torch optimizer inside a LightningOptimizer (or the optimizer itself)."""
+    return getattr(optimizer, "_optimizer", optimizer)
+
+
+def is_adam(optimizer: Any) -> bool:
+    return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW))
+
+
+def _shared(groups: list[dict], key: str, kind: str) -> Any:
+    """The value of `key` every group shares; a clear error when the groups disagree."""
+    values = {repr(g.get(key)) for g in groups}
+    if len(values) > 1:
+        raise ValueError(f"{kind} parameter groups differ in {key} ({', '.join(sorted(values))}):"
+                         " no single stability threshold applies; use one value for all groups")
+    return groups[0].get(key)
+
+
+def threshold_of(optimizer: Any) -> float | None:
+    """Largest stable preconditioned sharpness for SGD- and Adam-family optimizers, else None."""
+    groups = optimizer.param_groups
+    lr = float(groups[0]["lr"])
+    if is_adam(optimizer):
+        beta1 = float(_shared([{"beta1": float(g["betas"][0])} for g in groups], "beta1", "Adam"))
+        return (2 + 2 * beta1) / ((1 - beta1) * lr)
+    if isinstance(optimizer, torch.optim.SGD):
+        beta = float(_shared(groups, "momentum", "SGD") or 0.0)
+        if beta == 0:
+            return 2 / lr
+        if _shared(groups, "nesterov", "SGD"):
+            return (2 + 2 * beta) / (lr * (1 + 2 * beta))
+        # Dampening d scales each gradient by (1 - d) inside the momentum buffer.
+        return (2 + 2 * beta) / (lr * (1 - float(_shared(groups, "dampening", "SGD") or 0.0)))
+    return None
+
+
+def _coupled_decay(optimizer: Any, group: dict) -> float:
+    decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get("decoupled_weight_decay")
+    return 0.0 if decoupled else float(group.get("weight_decay") or 0.0)
+
+
+def _adam_scale(group: dict, state: dict) -> Tensor | None:
+    """1 / ((1 - beta1^t)(sqrt(v_hat) + eps)) for one parameter; None before its first step."""
+    if "exp_avg_sq" not in state:
+        return None
+    beta1, beta2 = (float(b) for b in group["betas"])
+    t = float(state["step"])
+    v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
+    return 1 / ((1 - beta1**t) * ((v / (1 - beta2**t)).sqrt() + float(group["eps"])))
+
+
+def stability(optimizer: Any, params: list[Tensor]) -> Stability | None:
+    """Threshold, S and L2 over `params` (flat, in order); None for other optimizers.
+
+    S is None for SGD whose groups share one learning rate (then lambda_max(H) is compared with
+    the threshold directly) and for Adam before its first step. Parameters outside every group
+    do not move: their S is 0.
+    """
+    optimizer = unwrap(optimizer)
+    threshold = threshold_of(optimizer)
+    if threshold is None:
+        return None
+    if any(g.get("maximize") for g in optimizer.param_groups):
+        raise ValueError("maximize=True: the stability threshold is for minimization")
+    lr = float(optimizer.param_groups[0]["lr"])
+    group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
+    adam = is_adam(optimizer)
+    scales, l2s = [], []
+    for p in params:
+        group = group_of.get(p)
+        if group is None:
+            scales.append(torch.zeros_like(p).reshape(-1))
+            l2s.append(torch.zeros_like(p).reshape(-1))
+            continue
+        scale = torch.full_like(p, float(group["lr"]) / lr)
+        if adam:
+            precond = _adam_scale(group, optimizer.state.get(p) or {})
+            if precond is None:
+                return Stability(threshold)
+            scale = scale * precond.to(p.dtype)
+        scales.append(scale.reshape(-1))
+        l2s.append(torch.full_like(p, _coupled_decay(optimizer, group)).reshape(-1))
+    scale, l2 = torch.cat(scales), torch.cat(l2s)
+    if not adam and bool((scale == 1).all()):
+        return Stability(threshold)
+    return Stability(threshold, scale, l2 if bool(l2.any()) else None)

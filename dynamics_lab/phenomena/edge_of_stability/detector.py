@@ -1,0 +1,198 @@
+"""Edge of stability (Cohen et al. 2021): under full-batch gradient descent the sharpness rises
+from below ("progressive sharpening") until it reaches the stability threshold (2/eta for GD),
+then hovers there while the loss, non-monotone step to step, keeps falling over the long run.
+
+Sharpness is `hessian/precond_lambda_max` when logged (Adam), else `hessian/lambda_max`; the
+threshold is the logged `hessian/threshold`, else it follows from the `optim` section.
+  sharpening       the first sharpness sample is at most max_start_ratio x threshold (a run that
+                   starts above and relaxes onto it, e.g. a catapult, did not sharpen)
+  crossing         first sample >= reach_fraction x threshold
+  band             within +-band of the threshold for at least min_fraction_within of the
+                   samples in the window after the crossing (the first window_fraction of the
+                   later samples): with cross-entropy the sharpness hovers, then declines as the
+                   loss goes to zero (Cohen et al. 2021, sec. 3), so the whole rest of the run
+                   is not the test
+  loss             falls over the long run: the median loss of the last fifth of the run after
+                   the crossing is below that of the first fifth (a loss that grows while the
+                   sharpness sits at the threshold is divergence, not the edge of stability)
+Undetermined: sharpness, loss or threshold unknown; fewer than min_later_samples samples, or
+fewer than min_hover_ratio x the crossing step, after the crossing; sharpness still rising
+below the threshold at the end of the run (it would reach it within another run's length at its
+last pace).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.curves import first, first_column, series
+from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
+from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.schema import NamedSection
+
+SHARPNESS = ("hessian/precond_lambda_max", "hessian/lambda_max")
+THRESHOLD = "hessian/threshold"
+LOSSES = ("train/batch_loss", "train/loss")
+
+
+class EdgeOfStabilityConfig(NamedSection):
+    name: Literal["edge_of_stability"] = "edge_of_stability"
+    reach_fraction: float = Field(0.95, gt=0, le=1)  # "reached" = sharpness >= this * threshold
+    band: float = Field(0.1, gt=0)  # "at the edge" = |sharpness / threshold - 1| <= band
+    min_fraction_within: float = Field(0.5, ge=0, le=1)
+    min_later_samples: int = Field(5, ge=1)
+    window_fraction: float = Field(0.5, gt=0, le=1)  # of the later samples the band is judged on
+    max_start_ratio: float = Field(0.8, gt=0, lt=1)  # sharpening from below: start <= this
+    min_hover_ratio: float = Field(0.25, ge=0)  # steps after the crossing / crossing step
+
+
+@dataclass
+class EdgeOfStabilityVerdict(Verdict):
+    threshold: float | None = None
+    sharpness_metric: str | None = None
+    start_ratio: float | None = None  # first sharpness sample / threshold
+    crossing_step: int | None = None
+    fraction_within: float | None = None  # of the samples in the window after the crossing
+    n_window_samples: int = 0
+    n_later_samples: int = 0
+    max_sharpness_ratio: float | None = None  # max sharpness / threshold
+    final_sharpness: float | None = None
+    loss_change: float | None = None  # median loss, last fifth / first fifth after the crossing
+    loss_rise_fraction: float | None = None  # of consecutive logged losses that went up
+
+
+def threshold_from_config(experiment: dict) -> float | None:
+    """The stability threshold the `optim` section implies (as HessianSpectrum computes it)."""
+    optim = experiment.get("optim") or {}
+    lr = optim.get("lr")
+    if not lr:
+        return None
+    name = optim.get("name", "adamw")
+    if name in ("adam", "adamw"):
+        beta1 = (optim.get("betas") or (0.9, 0.999))[0]
+        return (2 + 2 * beta1) / ((1 - beta1) * lr)
+    beta = 0.0 if name == "gd" else float(optim.get("momentum") or 0.0)
+    return (2 + 2 * beta) / lr
+
+
+def _adam(experiment: dict) -> bool:
+    return (experiment.get("optim") or {}).get("name") in ("adam", "adamw")
+
+
+@PHENOMENA.register("edge_of_stability")
+class EdgeOfStability(Detector):
+    """Sharpened from below, hovered at the threshold, loss fell (module docstring)."""
+
+    Config = EdgeOfStabilityConfig
+    verdict_type = EdgeOfStabilityVerdict
+    key_metric = KeyMetric("fraction_within", "maximize")
+    panels = (
+        Panel("sharpness and its stability threshold (2/eta)",
+              y=(*SHARPNESS, THRESHOLD), group_by=(SWEPT,)),
+        Panel("train loss (non-monotone at the edge)", y=LOSSES, log_y=True),
+    )
+
+    def required(self, experiment: dict) -> list:
+        sharpness = SHARPNESS[0] if _adam(experiment) else SHARPNESS
+        return [sharpness, LOSSES]
+
+    def judge(self, metrics: pd.DataFrame, experiment: dict) -> Verdict:
+        c = self.config
+        column = first_column(metrics, SHARPNESS)
+        _, logged = series(metrics, THRESHOLD)
+        threshold = float(logged[-1]) if len(logged) else threshold_from_config(experiment)
+        loss_steps, loss = series(metrics, first_column(metrics, LOSSES))
+        rises = float((np.diff(loss) > 0).mean()) if len(loss) > 1 else None
+        fields = dict(sharpness_metric=column, threshold=threshold, loss_rise_fraction=rises)
+        if threshold is None:
+            return self.undetermined(f"no stability threshold ({THRESHOLD} not logged and no "
+                                     "optim.lr)", **fields)
+        steps, values = series(metrics, column)
+        ratio = values / threshold
+        fields.update(start_ratio=float(ratio[0]), max_sharpness_ratio=float(ratio.max()),
+                      final_sharpness=float(values[-1]))
+        name = "2/eta" if column == SHARPNESS[1] else "threshold"
+        edge = f"{name}={threshold:.3g}"
+        reached = first(ratio >= c.reach_fraction)
+        if reached is None:
+            if _still_rising(ratio, c.reach_fraction):
+                return self.undetermined(f"sharpness still rising at the end ({ratio[-1]:.2f}x "
+                                         f"of {edge}): the run stopped too early", **fields)
+            return self.verdict(Outcome.NOT_DETECTED,
+                                f"sharpness levelled off below {edge} (peak {ratio.max():.2f}x)",
+                                f"sharpness never reached {edge}: peaked at {ratio.max():.2f}x "
+                                "of it", **fields)
+        crossing = float(steps[reached])
+        later = ratio[reached + 1:]
+        n_window = max(int(np.ceil(c.window_fraction * len(later))),
+                       min(c.min_later_samples, len(later)))
+        window = later[:n_window]
+        within = float((np.abs(window - 1) <= c.band).mean()) if len(window) else None
+        change = _long_run_change(loss_steps, loss, crossing)
+        fields.update(crossing_step=int(crossing), fraction_within=within,
+                      n_window_samples=len(window), n_later_samples=len(later),
+                      loss_change=change)
+        at = f"reached {edge} at step {format_step(crossing)}"
+        if ratio[0] > c.max_start_ratio:
+            return self.verdict(
+                Outcome.NOT_DETECTED,
+                f"sharpness started at {ratio[0]:.2f}x of {edge} (> {c.max_start_ratio}): no "
+                "progressive sharpening from below",
+                f"no edge of stability: sharpness started at {ratio[0]:.2f}x of {edge} and "
+                "relaxed onto it", **fields)
+        hovered = float(steps[-1]) - crossing
+        if len(later) < c.min_later_samples or hovered < c.min_hover_ratio * crossing:
+            return self.undetermined(
+                f"sharpness {at}, too late to tell: {len(later)} later samples over "
+                f"{format_step(hovered)} steps (need {c.min_later_samples} and "
+                f"{c.min_hover_ratio} x the crossing step)", **fields)
+        if change is None:
+            return self.undetermined("too few loss values after the crossing", **fields)
+        hover = (f"within {c.band:.0%} for {within:.0%} of the {len(window)} samples after "
+                 "the crossing")
+        if within < c.min_fraction_within:
+            return self.verdict(Outcome.NOT_DETECTED, f"sharpness {at} but stayed {hover}",
+                                f"sharpness {at} but stayed {hover}", **fields)
+        if not np.isfinite(change) or change >= 1:
+            grew = "became non-finite" if not np.isfinite(change) else f"grew {change:.2g}x"
+            return self.verdict(Outcome.NOT_DETECTED,
+                                f"sharpness {at} and stayed {hover}, but the loss {grew} "
+                                "after the crossing", f"no edge of stability: the loss {grew} "
+                                "at the threshold (divergence)", **fields)
+        rose = f"; loss rose on {rises:.0%} of steps" if rises is not None else ""
+        return self.verdict(Outcome.DETECTED,
+                            f"sharpened from {ratio[0]:.2f}x, {at}, stayed {hover}; the loss "
+                            f"fell {1 / change:.3g}x after it",
+                            f"sharpness {at} and stayed {hover}{rose}", **fields)
+
+    def figures(self, view) -> list:
+        from dynamics_lab.phenomena.edge_of_stability.figures import write_figures
+
+        return write_figures(view)
+
+
+def _still_rising(ratio: np.ndarray, reach: float) -> bool:
+    """At the pace of the last fifth of the samples (median over the fifth before), sharpness
+    would reach `reach` within another run of the same length."""
+    k = len(ratio) // 5
+    if k < 1:
+        return False
+    last, before = float(np.median(ratio[-k:])), float(np.median(ratio[-2 * k:-k]))
+    return last > before and (reach - last) / (last - before) <= 5
+
+
+def _long_run_change(steps: np.ndarray, loss: np.ndarray, start: float) -> float | None:
+    """Median loss of the last fifth over that of the first fifth of the losses from `start`."""
+    after = loss[steps >= start]
+    k = len(after) // 5
+    if k < 1:
+        return None
+    if not np.all(np.isfinite(after)):
+        return float("inf")
+    return float(np.median(after[-k:]) / max(float(np.median(after[:k])), 1e-300))

@@ -1,0 +1,94 @@
+"""Stepwise SSL figures: the embedding's eigenvalues stepping up one at a time with the theory's
+sigmoids beside them (Simon et al. 2023, Fig. 1B), the loss staircase, observed vs predicted
+step times. The last two are the stepwise report's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dynamics_lab.phenomena.plotting import colors, pyplot, save
+from dynamics_lab.phenomena.stepwise.figures import (
+    _cells,
+    _grid,
+    _title,
+    _values,
+    _xlim,
+    loss_figure,
+    timing_figure,
+)
+from dynamics_lab.phenomena.stepwise_ssl.detector import EIG
+from dynamics_lab.phenomena.stepwise_ssl.theory import initial_strength, ssl_curve, theory_for
+
+STRENGTH = "modes/strength_"
+
+
+def _runs(view, col: str | None, row: str | None) -> dict:
+    """(row value, col value) -> (verdict row, metrics, config) of the first seed."""
+    found = {}
+    for _, r in view.first_seed().iterrows():
+        key = (r[row] if row else None, r[col] if col else None)
+        frame = view.metrics(r["run_id"])
+        if key not in found and frame is not None:
+            found[key] = (r, frame, view.config(r["run_id"]))
+    return found
+
+
+def _theory_curves(config: dict, steps: np.ndarray) -> list[np.ndarray]:
+    """Each learnable mode's predicted strength over `steps` (empty where theory is silent)."""
+    times, _ = theory_for(config)
+    if times is None:
+        return []
+    task, model = config["task"], config["model"]
+    d, lr = int(task["embed_dim"]), float(config["optim"]["lr"])
+    curves = []
+    for j, gamma in enumerate(sorted(task["spectrum"], reverse=True)[:d]):
+        q0 = initial_strength(gamma, j, d, int(task["dim"]), float(model["init_scale"]))
+        curves.append(ssl_curve(steps, gamma, q0, lr) if times[j] is not None else None)
+    return curves
+
+
+def eigenvalue_figure(runs, cols, rows, col, row, path: Path) -> Path:
+    n_rows, n_cols = len(rows), len(cols)
+    fig, axes = pyplot().subplots(n_rows, n_cols, figsize=(3.3 * n_cols, 2.7 * n_rows),
+                                  squeeze=False)
+    palette = colors()
+    for ax, rv, cv, (r, frame, config) in _cells(runs, axes, rows, cols):
+        right = _xlim(r, frame)
+        steps = np.linspace(0, right, 400)
+        theory = _theory_curves(config, steps)
+        observed = r.get("step_times") if isinstance(r.get("step_times"), list) else []
+        eigs = sorted((c for c in frame if c.startswith(EIG)), key=lambda c: int(c[len(EIG):]))
+        for k, column in enumerate(eigs):
+            color = palette[k % len(palette)]
+            data = frame[["step", column]].dropna()
+            ax.plot(data["step"], data[column], color=color, lw=1.4, label=f"eigenvalue {k}")
+            if k < len(theory) and theory[k] is not None:
+                ax.plot(steps, theory[k], color=color, ls="--", lw=0.9)
+            if k < len(observed) and observed[k] is not None:
+                ax.plot([observed[k]], [0.5], "o", color=color, ms=4)
+        ax.axhline(1.0, color="k", ls=":", lw=0.8)
+        ax.set_xlim(0, right)
+        ax.set_ylim(-0.05, 1.15)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("step", fontsize=8)
+        _title(ax, col, cv, row, rv, r)
+    axes[0][0].set_ylabel("eigenvalue of C")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("embedding cross-correlation eigenvalues (solid); dashed: small-init theory of "
+                 "each mode; dots: observed half-way steps", fontsize=10)
+    return save(fig, path)
+
+
+def write_figures(view) -> list[Path]:
+    table, out = view.table, view.out
+    col, row = _grid(table, view.axes)
+    runs = _runs(view, col, row)
+    if not runs:
+        return []
+    cols, rows = _values(table, col), _values(table, row)
+    written = [eigenvalue_figure(runs, cols, rows, col, row, out / "embedding_eigenvalues.png"),
+               loss_figure(runs, cols, rows, col, row, out / "loss_plateaus.png")]
+    timing = timing_figure(table, col, row, out / "step_times.png")
+    return written + ([timing] if timing else [])

@@ -1,0 +1,157 @@
+"""`dynlab dashboard`: a sweep's phenomenon panels as a saved W&B workspace (wandb-workspaces).
+
+The panels come from the phenomenon (`Detector.panels`, plain data), so a new phenomenon brings
+its own. The spec is resolved against the sweep (its grid keys, the metric keys its runs logged)
+and always written to SWEEP_DIR/dashboard.json; with a W&B login it is also published as a saved
+workspace view filtered to the sweep's W&B group (the sweep id).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from dynamics_lab.phenomena import build
+from dynamics_lab.phenomena.dashboard import SWEPT, VERDICT_PREFIX
+from dynamics_lab.tracking.rundir import RunDir, RunDirError, read_json, write_json
+
+SPEC_FILE = "dashboard.json"
+_SWEPT_INDEX = re.compile(re.escape(SWEPT) + r"\[(\d+)\]")
+
+
+class DashboardError(ValueError):
+    """A sweep without a phenomenon, or one whose runs cannot be read."""
+
+
+def _first_run(sweep_dir: Path, manifest: dict) -> RunDir:
+    for entry in manifest.get("runs", []):
+        try:
+            return RunDir.open(sweep_dir / entry["run_id"])
+        except RunDirError:
+            continue
+    raise DashboardError(f"no readable run in '{sweep_dir}'")
+
+
+def _logged_keys(sweep_dir: Path, manifest: dict) -> list[str]:
+    """Metric names any run of the sweep logged (the CSV headers; cheap, no rows read)."""
+    keys: list[str] = []
+    for entry in manifest.get("runs", []):
+        path = sweep_dir / entry["run_id"] / "metrics.csv"
+        if path.is_file():
+            with path.open() as f:
+                header = f.readline().strip()
+            keys += [k for k in header.split(",") if k and k != "step" and k not in keys]
+    return keys
+
+
+def _resolve_key(key: str, grid: list[str]) -> str | None:
+    """`$swept[i]` -> the i-th grid key (None when the grid is smaller); other keys unchanged."""
+    match = _SWEPT_INDEX.fullmatch(key)
+    if match is None:
+        return key
+    index = int(match.group(1))
+    return grid[index] if index < len(grid) else None
+
+
+def _resolve_panel(panel: dict, grid: list[str], logged: list[str]) -> dict | None:
+    """A panel with swept keys and `prefix*` patterns replaced by real keys; None if it has none
+    left (a phase diagram on a one-key grid, a curve nobody logged)."""
+    ys: list[str] = []
+    for y in panel["y"]:
+        if y.endswith("*"):
+            ys += [k for k in logged if k.startswith(y[:-1])]
+        else:
+            resolved = _resolve_key(y, grid)
+            if resolved is not None:
+                ys.append(resolved)
+    x = _resolve_key(panel["x"], grid)
+    color = _resolve_key(panel["color"], grid) if panel.get("color") else None
+    group_by: list[str] = []
+    for key in panel.get("group_by", []):
+        group_by += grid if key == SWEPT else [k for k in [_resolve_key(key, grid)] if k]
+    if not ys or x is None:
+        return None
+    if panel["kind"] == "line" and logged and not any(y in logged for y in ys):
+        return None
+    return {**panel, "x": x, "y": ys, "color": color, "group_by": group_by}
+
+
+def dashboard_spec(sweep_dir: Path | str) -> dict:
+    """The dashboard of one sweep as plain data: where it lives in W&B, and its panels."""
+    sweep_dir = Path(sweep_dir)
+    manifest_path = sweep_dir / "sweep.json"
+    if not manifest_path.is_file():
+        raise DashboardError(f"'{sweep_dir}' is not a sweep directory (no sweep.json)")
+    manifest = read_json(manifest_path)
+    config = _first_run(sweep_dir, manifest).config()
+    name = (config.get("phenomenon") or {}).get("name")
+    if not name:
+        raise DashboardError(f"the runs of '{sweep_dir}' name no phenomenon")
+    detector = build(name, config)
+    grid = list(manifest.get("grid", {}))
+    logged = _logged_keys(sweep_dir, manifest)
+    panels = [p for p in (_resolve_panel(panel.to_dict(), grid, logged)
+                          for panel in detector.panels) if p is not None]
+    logging = config.get("logging") or {}
+    return {
+        "experiment": manifest.get("experiment") or config.get("name"),
+        "sweep_id": sweep_dir.name, "group": sweep_dir.name, "phenomenon": name,
+        "project": logging.get("project", "dynamics_lab"), "entity": logging.get("entity"),
+        "key_metric": {"name": detector.key_metric.name, "goal": detector.key_metric.goal},
+        "grid": grid, "panels": panels,
+    }
+
+
+def _metric(key: str) -> Any:
+    """A scatter axis as wandb-workspaces expects it: verdict fields live in the run summary,
+    dotted config keys in the config, everything else is a logged metric."""
+    import wandb_workspaces.reports.v2 as wr
+
+    if key.startswith(VERDICT_PREFIX):
+        return wr.SummaryMetric(key)
+    if "/" not in key and "." in key:
+        return wr.Config(key)
+    return wr.SummaryMetric(key)
+
+
+def build_workspace(spec: dict):
+    """The spec as a wandb-workspaces Workspace (built offline; `.save()` publishes it)."""
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+    from wandb_workspaces import expr
+
+    panels = []
+    for p in spec["panels"]:
+        if p["kind"] == "scatter":
+            panels.append(wr.ScatterPlot(title=p["title"], x=_metric(p["x"]),
+                                         y=_metric(p["y"][0]),
+                                         z=_metric(p["color"]) if p["color"] else None,
+                                         log_x=p["log_x"], log_y=p["log_y"]))
+        else:
+            panels.append(wr.LinePlot(title=p["title"], x=p["x"], y=list(p["y"]),
+                                      log_x=p["log_x"], log_y=p["log_y"],
+                                      groupby=p["group_by"][0] if p["group_by"] else None))
+    runset = ws.RunsetSettings(filters=[expr.Metric("Group") == spec["group"]],
+                               groupby=[expr.Config(k) for k in spec["grid"]])
+    return ws.Workspace(
+        name=f"{spec['experiment']} {spec['sweep_id']}", entity=spec["entity"] or "",
+        project=spec["project"], runset_settings=runset,
+        sections=[ws.Section(name=f"{spec['phenomenon']}: {spec['sweep_id']}", panels=panels,
+                             is_open=True)])
+
+
+def write_dashboard(sweep_dir: Path | str, publish: bool) -> tuple[Path, str | None]:
+    """Write SWEEP_DIR/dashboard.json; publish it to W&B when asked. Returns (path, url)."""
+    spec = dashboard_spec(sweep_dir)
+    path = Path(sweep_dir) / SPEC_FILE
+    write_json(path, spec)
+    if not publish:
+        return path, None
+    if not spec["entity"]:
+        import wandb
+
+        spec["entity"] = wandb.Api().default_entity
+    workspace = build_workspace(spec)
+    workspace.save()
+    return path, workspace.url

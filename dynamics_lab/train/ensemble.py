@@ -1,0 +1,123 @@
+"""`--ensemble K`: runs that differ only in seed or weight decay, trained as one vectorized model.
+
+Each member keeps its own run directory (config, meta, metrics.csv, verdict) and ends up with
+the metrics K separate runs would log, up to float rounding: it is built with the same seeding
+as a single run (seed_everything(seed), then task, then model) and draws its own minibatch
+order. Not supported inside an ensemble: measurement callbacks (a clear error), mid-run
+checkpoints (a killed ensemble restarts its members), W&B logging (members log locally).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from dynamics_lab.config import ExperimentConfig
+from dynamics_lab.schema import ConfigError
+from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.lifecycle import Lifecycle, RunResult
+
+VARYING = ("seed", "optim.weight_decay")  # what may differ between members of one ensemble
+
+
+def check_ensemble(config: ExperimentConfig) -> None:
+    """Fail before anything is written when the config asks for what ensembles do not do."""
+    if config.measure:
+        names = ", ".join(config.measure)
+        raise ConfigError(f"--ensemble does not run measurements (configured: {names}); drop "
+                          f"them with --set measure.NAME=null, or run without --ensemble")
+
+
+def group_key(config: dict) -> str:
+    """Runs with equal keys can share an ensemble: everything but VARYING (and bookkeeping)."""
+    data = {k: v for k, v in config.items() if k not in ("seed", "sweep", "logging")}
+    data["optim"] = {k: v for k, v in config.get("optim", {}).items() if k != "weight_decay"}
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+class StackedBatches:
+    """One minibatch per member, stacked along a leading member axis."""
+
+    def __init__(self, streams: list):
+        self.streams = streams
+
+    def __iter__(self) -> Iterator:
+        import torch
+
+        for batches in zip(*self.streams):
+            yield torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+
+
+def ensemble_data(tasks: list, shared: bool):
+    """A datamodule serving member 0's splits to all; minibatches drawn per member's seed."""
+    import lightning as L
+
+    class EnsembleData(L.LightningDataModule):
+        def train_dataloader(self):
+            for task in tasks:
+                task.trainer = self.trainer  # so each task puts its tensors on our device
+            if shared:
+                return tasks[0].train_dataloader()
+            return StackedBatches([t.train_dataloader() for t in tasks])
+
+        def val_dataloader(self):
+            tasks[0].trainer = self.trainer
+            return tasks[0].val_dataloader()
+
+    return EnsembleData()
+
+
+def build_members(configs: list[ExperimentConfig]) -> tuple[list, list]:
+    """Each member's task and model, seeded exactly as a separate run would seed them."""
+    import lightning as L
+    import torch
+
+    from dynamics_lab.registry import MODELS, TASKS
+
+    tasks, models = [], []
+    for c in configs:
+        L.seed_everything(c.seed, verbose=False)
+        task = TASKS.build(c.task, batch_size=c.trainer.batch_size, seed=c.seed,
+                           eval_chunk=c.trainer.eval_chunk)
+        task.setup()
+        tasks.append(task)
+        models.append(MODELS.build(c.model, task.spec))
+    for task in tasks[1:]:
+        for split, (x, y) in task.splits.items():
+            x0, y0 = tasks[0].splits[split]
+            if not (torch.equal(x, x0) and torch.equal(y, y0)):
+                raise ValueError(f"task '{configs[0].task.name}' builds different data per seed; "
+                                 "an ensemble needs one dataset for all members")
+    return tasks, models
+
+
+def execute_ensemble(runs: list[RunDir], echo=print) -> list[RunResult]:
+    """Train `runs` as one ensemble; record each member's status, metrics and verdict."""
+    import lightning as L
+
+    from dynamics_lab.tasks.base import TensorTask
+    from dynamics_lab.tracking.metrics import LocalMetricsLogger
+    from dynamics_lab.train.ensemble_module import EnsembleModule
+    from dynamics_lab.train.runner import trainer_settings
+
+    members = {"size": len(runs), "members": [r.path.name for r in runs]}
+    with Lifecycle(runs, ensemble=members) as life:
+        first = life.configs[0]
+        if first.logging.wandb:
+            echo("note: ensemble members log locally only (no W&B)")
+        if len({group_key(c.to_dict()) for c in life.configs}) != 1:
+            raise ValueError(f"ensemble members may differ only in {', '.join(VARYING)}")
+        check_ensemble(first)
+        device = life.resolve_device(first.trainer.device)
+        tasks, models = build_members(life.configs)
+        shared = (first.trainer.batch_size is None
+                  and type(tasks[0]).train_dataloader is TensorTask.train_dataloader)
+        module = EnsembleModule(models, tasks[0].spec.loss, first.optim,
+                                [c.optim.weight_decay for c in life.configs],
+                                [[LocalMetricsLogger(r.path)] for r in runs],
+                                first.trainer.log_every, shared)
+        trainer = L.Trainer(**trainer_settings(first, device), logger=False,
+                            default_root_dir=runs[0].path)
+        trainer.fit(module, datamodule=ensemble_data(tasks, shared))
+        life.ended(module.diverged)
+    return life.results

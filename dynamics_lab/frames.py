@@ -17,10 +17,9 @@ from typing import Literal
 import pandas as pd
 
 from dynamics_lab.tracking.metrics import read_metrics
-from dynamics_lab.tracking.rundir import RunDir, read_json
+from dynamics_lab.tracking.rundir import MANIFEST, RunDir, read_json
 
 Form = Literal["wide", "long"]
-SWEEP_MANIFEST = "sweep.json"
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -63,7 +62,7 @@ def load_run(path: Path | str, form: Form = "wide") -> pd.DataFrame:
 def load_sweep(path: Path | str, form: Form = "wide") -> pd.DataFrame:
     """Every run of a sweep directory (manifest order), stacked; unreadable runs are skipped."""
     sweep_dir = Path(path)
-    manifest = sweep_dir / SWEEP_MANIFEST
+    manifest = sweep_dir / MANIFEST
     if manifest.is_file():
         run_dirs = [sweep_dir / r["run_id"] for r in read_json(manifest).get("runs", [])]
     else:  # a folder of run directories without a manifest

@@ -15,9 +15,8 @@ from dynamics_lab.phenomena.sweep_view import SweepView
 from dynamics_lab.report.cells import format_cells, seed_cells
 from dynamics_lab.report.tables import find_sweeps, latest_sweep, sweep_table
 from dynamics_lab.schema import ConfigError
-from dynamics_lab.sweep.manifest import read_manifest
 from dynamics_lab.tracking.metrics import MetricsError, read_metrics
-from dynamics_lab.tracking.rundir import FINISHED, RunDir, RunDirError
+from dynamics_lab.tracking.rundir import FINISHED, RunDir, RunDirError, read_manifest
 
 
 class ReportError(ValueError):

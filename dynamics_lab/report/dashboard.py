@@ -14,7 +14,7 @@ from typing import Any
 
 from dynamics_lab.phenomena import build
 from dynamics_lab.phenomena.dashboard import SWEPT, VERDICT_PREFIX
-from dynamics_lab.tracking.rundir import RunDir, RunDirError, read_json, write_json
+from dynamics_lab.tracking.rundir import MANIFEST, RunDir, RunDirError, read_json, write_json
 
 SPEC_FILE = "dashboard.json"
 _SWEPT_INDEX = re.compile(re.escape(SWEPT) + r"\[(\d+)\]")
@@ -80,7 +80,7 @@ def _resolve_panel(panel: dict, grid: list[str], logged: list[str]) -> dict | No
 def dashboard_spec(sweep_dir: Path | str) -> dict:
     """The dashboard of one sweep as plain data: where it lives in W&B, and its panels."""
     sweep_dir = Path(sweep_dir)
-    manifest_path = sweep_dir / "sweep.json"
+    manifest_path = sweep_dir / MANIFEST
     if not manifest_path.is_file():
         raise DashboardError(f"'{sweep_dir}' is not a sweep directory (no sweep.json)")
     manifest = read_json(manifest_path)

@@ -7,8 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
-from dynamics_lab.sweep.manifest import MANIFEST
-from dynamics_lab.tracking.rundir import RunDir, RunDirError, read_json
+from dynamics_lab.tracking.rundir import MANIFEST, RunDir, RunDirError, read_json
 
 VERDICT_SKIP = ("phenomenon",)
 MISSING = "missing"  # not a run status: the report could not read the run directory

@@ -13,16 +13,16 @@ from typing import Any
 from dynamics_lab.config import ExperimentConfig
 from dynamics_lab.sweep.grid import RunSpec
 from dynamics_lab.tracking.rundir import (
+    MANIFEST,
     RunDir,
     RunDirError,
     check_writable,
     now,
-    read_json,
+    read_manifest,
     safe_component,
     write_json,
 )
 
-MANIFEST = "sweep.json"
 IGNORED_SECTIONS = ("sweep", "logging")  # may change between launches of the same sweep
 
 
@@ -47,10 +47,6 @@ def prepare_sweep(config: ExperimentConfig, specs: list[RunSpec], sweep_dir: Pat
         RunDir.create(sweep_dir / spec.run_id, spec.config.to_dict(), spec.config.seed)
         dirs.append(sweep_dir / spec.run_id)
     return dirs
-
-
-def read_manifest(sweep_dir: Path) -> dict:
-    return read_json(Path(sweep_dir) / MANIFEST)
 
 
 def record_launch(sweep_dir: Path, launcher: str, jobs: list[list[Path]],

@@ -144,6 +144,14 @@ def versions() -> dict[str, str]:
             "lightning": lightning.__version__, "dynamics_lab": dynamics_lab.__version__}
 
 
+MANIFEST = "sweep.json"  # a sweep directory's grid, run ids and launches (sweep/manifest.py)
+
+
+def read_manifest(sweep_dir: Path | str) -> dict:
+    """The manifest of a sweep directory (RunDirError when it is missing or corrupted)."""
+    return read_json(Path(sweep_dir) / MANIFEST)
+
+
 class RunDir:
     """One run's directory; every write is atomic or append-only."""
 

@@ -11,8 +11,7 @@ from dynamics_lab.tracking.rundir import Status
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Reproduce training-dynamics phenomena: run, measure, judge, report.")
+app = typer.Typer(no_args_is_help=True)  # with --install-completion / --show-completion
 
 
 class Launcher(str, Enum):
@@ -36,6 +35,27 @@ def echo(message: str) -> None:
     typer.echo(message)
 
 
+def complete_experiment(incomplete: str) -> list[str]:
+    """Shell completion of EXPERIMENT: the names in experiments/."""
+    from dynamics_lab.config import list_experiments
+
+    return [name for name in list_experiments() if name.startswith(incomplete)]
+
+
+def print_version(value: bool) -> None:
+    if value:
+        from dynamics_lab import __version__
+
+        echo(f"dynlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                      help="print the version and exit")) -> None:
+    """Reproduce training-dynamics phenomena: run, measure, judge, report."""
+
+
 @app.command("list")
 def list_() -> None:
     """Experiments, tasks, models, measurements and phenomena this install knows."""
@@ -49,7 +69,8 @@ def list_() -> None:
 
 @app.command()
 def run(
-    experiment: str = typer.Argument(..., help="name in experiments/ or a path to a YAML file"),
+    experiment: str = typer.Argument(..., help="name in experiments/ or a path to a YAML file",
+                                     autocompletion=complete_experiment),
     sweep: bool = typer.Option(False, "--sweep", help="expand the experiment's sweep grid x seeds"),
     profile: str = typer.Option("quick", help="quick (CPU, minutes) or full (paper scale)"),
     overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE, e.g. optim.lr=0.01"),
@@ -70,6 +91,9 @@ def run(
     wandb: bool | None = typer.Option(None, "--wandb/--no-wandb",
                                          help="default: on when a W&B login is present"),
     device: Device | None = typer.Option(None, help="default: the config's trainer.device"),
+    plugins: list[str] = typer.Option(
+        [], "--plugin", help="a module name or .py file registering tasks, models, "
+                             "measurements or phenomena (repeatable; added to `plugins:`)"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
     from dynamics_lab.schema import ConfigError
@@ -78,7 +102,8 @@ def run(
     from dynamics_lab.tracking.rundir import RunDirError
 
     request = RunRequest(experiment, profile, overrides, sweep, seed, out, workers, launcher.value,
-                         ensemble, resume_sweep, wait, wandb, device.value if device else None)
+                         ensemble, resume_sweep, wait, wandb, device.value if device else None,
+                         plugins)
     planned = None
     try:
         planned = plan(request)
@@ -149,52 +174,72 @@ def print_summary(sweep_dir: Path, unrecoverable: dict[Path, str],
                   statuses: dict | None = None) -> list[str]:
     """The sweep's table, then one line per run that did not finish (with its reason) and per
     unrecoverable run; returns those lines for the launched runs (`statuses`) and the latter."""
-    import pandas as pd
+    from dynamics_lab.report import summarize_sweep
 
-    from dynamics_lab.report.tables import sweep_table
-    from dynamics_lab.tracking.rundir import FINISHED
-
-    table = sweep_table(sweep_dir)
-    hidden = ["run_id", "sweep_id", "summary", "error"]
-    shown = table.drop(columns=[c for c in hidden if c in table])
-    shown.columns = [c.rsplit(".", 1)[-1] for c in shown.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 30,
-                           "display.float_format", "{:.4g}".format):
-        echo("\n" + shown.to_string(index=False))
-    launched = {Path(p).name for p in (statuses or {})}
-    lost = {p.name: why for p, why in unrecoverable.items()}
-    failures = []
-    for row in table.to_dict("records"):
-        if row["run_id"] in lost:
-            failures.append(f"{row['run_id']}: unrecoverable: {lost[row['run_id']]}")
-        elif row["run_id"] in launched and row["status"] not in FINISHED:
-            failures.append(f"{row['run_id']}: {row['status']}: {row.get('error') or ''}")
-    echo(f"\nsummary of {len(table)} run(s) in {sweep_dir}")
-    if failures:
-        echo(f"{len(failures)} run(s) did not finish:\n  " + "\n  ".join(failures))
+    text, failures = summarize_sweep(sweep_dir, unrecoverable, {Path(p) for p in statuses or {}})
+    echo(text)
     return failures
 
 
 @app.command()
 def report(
-    experiment: str = typer.Argument(..., help="experiment name (its runs live in runs/NAME)"),
+    experiment: str = typer.Argument(..., help="experiment name (its runs live in runs/NAME)",
+                                     autocompletion=complete_experiment),
     runs: Path | None = typer.Option(None, help="runs dir or sweep dir (default runs/NAME)"),
     out: Path | None = typer.Option(None, help="output dir (default results/NAME)"),
+    wandb: bool | None = typer.Option(
+        None, "--wandb/--no-wandb", help="also log the figures and the summary table as one W&B "
+                                         "run in the sweep's group (default: as the sweep ran)"),
 ) -> None:
-    """Summary table and figures of the newest sweep into results/EXPERIMENT/."""
+    """Summary table and figures of the newest sweep into results/EXPERIMENT/ (and W&B)."""
     from dynamics_lab.report import ReportError, write_report
-    from dynamics_lab.tracking.rundir import RunDirError, default_runs_root
+    from dynamics_lab.tracking.rundir import RunDirError
 
     name = Path(experiment).stem
-    runs_root = runs or default_runs_root() / name
-    if not runs_root.is_dir():
-        fail(f"no runs at '{runs_root}' (run `dynlab run {name} --sweep` first, or pass --runs)")
     try:
-        written = write_report(runs_root, out or Path("results") / name, echo=echo)
+        written = write_report(runs_root(name, runs), out or Path("results") / name, echo=echo,
+                               wandb=wandb)
     except (ReportError, RunDirError) as exc:
         fail(str(exc))
     for path in written:
         echo(f"wrote {path}")
+
+
+def runs_root(name: str, runs: Path | None) -> Path:
+    """--runs, else runs/NAME under the runs root; an error when it is not a directory."""
+    from dynamics_lab.tracking.rundir import default_runs_root
+
+    root = runs or default_runs_root() / name
+    if not root.is_dir():
+        fail(f"no runs at '{root}' (run `dynlab run {name} --sweep` first, or pass --runs)")
+    return root
+
+
+@app.command()
+def dashboard(
+    experiment: str = typer.Argument(..., help="experiment name (its runs live in runs/NAME)",
+                                     autocompletion=complete_experiment),
+    runs: Path | None = typer.Option(None, help="runs dir or sweep dir (default runs/NAME)"),
+    publish: bool | None = typer.Option(
+        None, "--publish/--no-publish", help="save it as a W&B workspace (default: when a W&B "
+                                             "login is present); always written to dashboard.json"),
+) -> None:
+    """The phenomenon's W&B panels for the newest sweep: SWEEP_DIR/dashboard.json, and a saved
+    W&B workspace filtered to the sweep's group."""
+    from dynamics_lab.report.dashboard import DashboardError, describe, write_dashboard
+    from dynamics_lab.schema import ConfigError
+    from dynamics_lab.tracking.rundir import RunDirError
+    from dynamics_lab.tracking.wandb import wandb_enabled
+
+    name = Path(experiment).stem
+    try:
+        path, url = write_dashboard(runs_root(name, runs),
+                                    wandb_enabled(None) if publish is None else publish)
+    except (DashboardError, ConfigError, RunDirError) as exc:
+        fail(str(exc))
+    echo("\n".join([*describe(path), f"wrote {path}"]))
+    echo(f"published: {url}" if url else f"to publish it: `wandb login`, then `dynlab dashboard "
+                                         f"{name} --runs {path.parent} --publish`")
 
 
 @app.command()
@@ -205,6 +250,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
     import yaml
 
     from dynamics_lab.tracking.metrics import read_metrics
+    from dynamics_lab.tracking.progress import running_for
     from dynamics_lab.tracking.resume import still_running
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
 
@@ -216,7 +262,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
     except RunDirError as exc:
         fail(str(exc))
     if run.status == Status.RUNNING:
-        time_ = f"running for {elapsed_s(meta.get('started')):.1f}s"
+        time_ = running_for(run)
         if not still_running(run):
             time_ += " (no live process holds it: `dynlab resume` continues it)"
     else:
@@ -233,15 +279,6 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
             f"{k}={v:.4g}" for k, v in last.items() if k != "step"))
     if resolved is not None:
         echo("\n" + yaml.safe_dump(resolved, sort_keys=False).rstrip())
-
-
-def elapsed_s(started: str | None) -> float:
-    """Seconds since an ISO timestamp from meta.json (0 when there is none)."""
-    from datetime import datetime, timezone
-
-    if not started:
-        return 0.0
-    return (datetime.now(timezone.utc) - datetime.fromisoformat(started)).total_seconds()
 
 
 @app.command()

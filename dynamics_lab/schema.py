@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
+    PositiveInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -101,6 +102,21 @@ class OptimConfig(Section):
         0.9, 0.999)
     eps: PositiveFloat = 1e-8
     momentum: float = Field(0.0, ge=0, lt=1)
+    # Step-size schedule: linear warmup from lr / warmup_steps to lr over the first warmup_steps
+    # updates, then lr x decay_factor from each of decay_steps on (a piecewise-constant decay).
+    warmup_steps: int = Field(0, ge=0)
+    decay_steps: list[PositiveInt] = Field(default_factory=list)
+    decay_factor: float = Field(0.1, gt=0, le=1)
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.warmup_steps or self.decay_steps)
+
+    def lr_at(self, step: int) -> float:
+        """The step size of update `step` (the one from step to step + 1) under the schedule;
+        derived from the step alone, so a resumed run needs no scheduler state."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        return self.lr * warm * self.decay_factor ** sum(step >= s for s in self.decay_steps)
 
 
 # -- error formatting -------------------------------------------------------------------------

@@ -210,14 +210,14 @@ def test_experiment_config_loads_both_profiles():
 
 
 @pytest.mark.slow
-def test_small_alpha_is_rich_and_large_alpha_lazy(tmp_path):
+def test_a_very_lazy_network_neither_generalizes_nor_moves_its_kernel(tmp_path):
+    # The shipped sweep's rich side is tests/test_lazy_rich_kumar.py; here its lazy limit.
     from dynamics_lab.tracking.rundir import RunDir
     from dynamics_lab.train.runner import execute
 
-    verdicts = {}
-    for alpha in (0.1, 10.0):
-        config = load_experiment("lazy_rich", overrides=[f"model.alpha={alpha}"])
-        run = RunDir.create(tmp_path / str(alpha), config.to_dict(), config.seed)
-        verdicts[alpha] = execute(run, echo=lambda *a: None).verdict
-    assert verdicts[0.1]["regime"] == "rich" and verdicts[0.1]["kernel_distance"] > 0.05
-    assert verdicts[10.0]["regime"] == "lazy" and verdicts[10.0]["fit_step"] is not None
+    config = load_experiment("lazy_rich", overrides=["model.alpha=64.0",
+                                                     "trainer.max_steps=4000"])
+    run = RunDir.create(tmp_path / "run", config.to_dict(), config.seed)
+    verdict = execute(run, echo=lambda *a: None).verdict
+    assert verdict["regime"] == "lazy" and not verdict["grokked"], verdict["summary"]
+    assert verdict["test_drop_step"] is None and verdict["log_delay"] is None

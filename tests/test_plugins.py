@@ -49,9 +49,9 @@ def plugin_file(tmp_path_factory):
 
 
 def test_plugin_measurement_runs_in_a_two_worker_sweep(plugin_file, runs_root, tiny_overrides):
-    args = ["run", "grokking", "--sweep", "--workers", "2"]
-    for o in [*tiny_overrides, f"plugins=[{plugin_file}]", "measure.weight_norm={every: 10}",
-              "sweep.seeds=[0, 1]", "sweep.grid={}"]:
+    args = ["run", "grokking", "--sweep", "--workers", "2", "--plugin", str(plugin_file)]
+    for o in [*tiny_overrides, "measure.weight_norm={every: 10}", "sweep.seeds=[0, 1]",
+              "sweep.grid={}"]:
         args += ["--set", o]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

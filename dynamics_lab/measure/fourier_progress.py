@@ -65,11 +65,18 @@ def key_components(logits: torch.Tensor, p: int, frequencies: list[int]) -> torc
     return waves.T @ (waves @ logits)
 
 
+def frequency_power(weights: torch.Tensor, p: int) -> torch.Tensor:
+    """Fourier power of the token weights at frequencies 1 .. p // 2 (the constant left out)."""
+    return fourier_metrics(weights, p)["power"][1:]
+
+
 def strongest_frequencies(weights: torch.Tensor, p: int, n: int) -> list[int]:
     """The n frequencies (1 .. p // 2) with the most Fourier power in the token weights."""
-    power = fourier_metrics(weights, p)["power"][1:]
-    order = torch.argsort(power, descending=True)[: min(n, len(power))]
-    return [int(k) + 1 for k in order]
+    return _strongest(frequency_power(weights, p), n)
+
+
+def _strongest(power: torch.Tensor, n: int) -> list[int]:
+    return [int(k) + 1 for k in torch.argsort(power, descending=True)[: min(n, len(power))]]
 
 
 @MEASUREMENTS.register("fourier_progress")
@@ -102,16 +109,16 @@ class FourierProgress(Measurement):
         """Progress measures of grid logits (p * p, C; row a * p + b holds the pair (a, b)), the
         token weights (p x d, for the key frequencies) and the grid indices of each split."""
         c = self.config
-        has_weights = weights is not None and weights.shape[0] >= p
+        power = (frequency_power(weights, p) if weights is not None and weights.shape[0] >= p
+                 else None)
         if c.key_frequencies is not None:
             keys = [k for k in c.key_frequencies if 1 <= k <= p // 2]
-        elif has_weights:
-            keys = strongest_frequencies(weights, p, c.n_key)
+        elif power is not None:
+            keys = _strongest(power, c.n_key)
         else:
             return {}
         metrics: dict[str, float] = {}
-        if has_weights:
-            power = fourier_metrics(weights, p)["power"][1:]
+        if power is not None:
             share = power[[k - 1 for k in keys]].sum() / power.sum().clamp_min(1e-300)
             metrics["fourier/key_power"] = float(share)
         metrics.update({f"fourier/key_freq_{i}": float(k) for i, k in enumerate(keys)})

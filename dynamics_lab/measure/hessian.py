@@ -3,12 +3,13 @@ optimizer's stability threshold, as a Lightning callback.
 
 Logged under `hessian/`: lambda_1..k (lambda_max = lambda_1), residual_1..k, matvecs, converged;
 `threshold`, the largest sharpness the optimizer in use is stable at on a quadratic, and, where
-the step is preconditioned (Adam/AdamW, or groups with different learning rates),
-`precond_lambda_max` with `precond_matvecs`: the top eigenvalue of S (H + L2) that the
-threshold applies to (`stability.py`: Cohen et al. 2022's P^-1 H for Adam, first-moment bias
-correction included). Optionally the Hutchinson trace and an SLQ density (summary numbers
-logged; grid and density saved to `<default_root_dir>/hessian_density/step_NNNNNN.npz`). The
-Hessian is that of the loss alone; coupled L2 enters the preconditioned sharpness only.
+the step is preconditioned (Adam/AdamW, groups with different learning rates) or carries
+coupled L2 (SGD's `weight_decay`), `precond_lambda_max` with `precond_matvecs`: the top
+eigenvalue of S (H + L2) that the threshold applies to (`stability.py`: Cohen et al. 2022's
+P^-1 H for Adam, first-moment bias correction included). Optionally the Hutchinson trace and
+an SLQ density (summary numbers logged; grid and density saved to
+`<default_root_dir>/hessian_density/step_NNNNNN.npz`). The Hessian is that of the loss alone;
+coupled L2 enters the preconditioned sharpness only.
 
 Each measurement builds one HVP operator at the current parameters, shares it between the
 eigensolver, the preconditioned sharpness, trace and density, and releases it before returning:

@@ -96,9 +96,10 @@ def _adam_scale(group: dict, state: dict) -> Tensor | None:
 def stability(optimizer: Any, params: list[Tensor]) -> Stability | None:
     """Threshold, S and L2 over `params` (flat, in order); None for other optimizers.
 
-    S is None for SGD whose groups share one learning rate (then lambda_max(H) is compared with
-    the threshold directly) and for Adam before its first step. Parameters outside every group
-    do not move: their S is 0.
+    S is None for SGD whose groups share one learning rate and have no coupled weight decay
+    (then lambda_max(H) is compared with the threshold directly) and for Adam before its first
+    step. Parameters outside every group do not move, nor do those Adam has never stepped (no
+    gradient yet) once others have been: their S is 0.
     """
     optimizer = unwrap(optimizer)
     threshold = threshold_of(optimizer)
@@ -109,22 +110,23 @@ def stability(optimizer: Any, params: list[Tensor]) -> Stability | None:
     lr = float(optimizer.param_groups[0]["lr"])
     group_of = {p: g for g in optimizer.param_groups for p in g["params"]}
     adam = is_adam(optimizer)
+    if adam and not any(_adam_scale(g, optimizer.state.get(p) or {}) is not None
+                        for g in optimizer.param_groups for p in g["params"]):
+        return Stability(threshold)  # before the first step: no preconditioner yet
     scales, l2s = [], []
     for p in params:
         group = group_of.get(p)
-        if group is None:
+        precond = _adam_scale(group, optimizer.state.get(p) or {}) if adam and group else None
+        if group is None or (adam and precond is None):
             scales.append(torch.zeros_like(p).reshape(-1))
             l2s.append(torch.zeros_like(p).reshape(-1))
             continue
         scale = torch.full_like(p, float(group["lr"]) / lr)
         if adam:
-            precond = _adam_scale(group, optimizer.state.get(p) or {})
-            if precond is None:
-                return Stability(threshold)
             scale = scale * precond.to(p.dtype)
         scales.append(scale.reshape(-1))
         l2s.append(torch.full_like(p, _coupled_decay(optimizer, group)).reshape(-1))
     scale, l2 = torch.cat(scales), torch.cat(l2s)
-    if not adam and bool((scale == 1).all()):
+    if not adam and bool((scale == 1).all()) and not bool(l2.any()):
         return Stability(threshold)
     return Stability(threshold, scale, l2 if bool(l2.any()) else None)

@@ -19,9 +19,9 @@ Laziness is a knob here (Chizat & Bach 2019; Kumar et al. 2023):
   parameters are alpha times larger (same function, same init). The empirical NTK over the
   stored parameters is then alpha-independent at init. Off, alpha is a plain output multiplier.
 
-- `readout: ones` fixes every readout weight at 1 (not trained): with mean_field and depth 1,
-  f = alpha/width sum_i act(w_i.x / sqrt(d)), the fixed-readout network of Kumar et al. 2023;
-  with `activation: linear_quadratic`, act(z) = z + quadratic_eps z^2 / 2.
+- `readout: ones` fixes every readout weight at 1 (times init_scale; not trained): with
+  mean_field and depth 1, f = alpha/width sum_i act(w_i.x / sqrt(d)), the fixed-readout network
+  of Kumar et al. 2023; with `activation: linear_quadratic`, act(z) = z + quadratic_eps z^2 / 2.
 
 With the defaults (standard, alpha 1, not centered) the network is exactly the historical MLP.
 """

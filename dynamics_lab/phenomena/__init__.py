@@ -11,8 +11,11 @@ import pandas as pd
 # Importing each phenomenon registers it.
 from dynamics_lab.phenomena import (  # noqa: F401
     edge_of_stability,
+    eos_quadratic,
     grokking,
+    hessian_rank,
     hidden_progress,
+    large_step_sgd,
     lazy_rich,
     scaling_law,
     stepwise,

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from dynamics_lab.phenomena.dashboard import KeyMetric, Panel
 from dynamics_lab.schema import NamedSection
@@ -104,6 +106,9 @@ class Detector:
         frame = normalise(metrics, columns)
         if STEP not in frame:
             return self.undetermined(f"no step column ({STEP} or {WANDB_STEP})")
+        if len(frame) and frame[STEP].iloc[0] < 0:
+            return self.undetermined(f"negative steps (from {frame[STEP].iloc[0]:g}): a step "
+                                     "counts optimizer updates")
         missing = [_show(r) for r in self.required(experiment) if not _logged(frame, r)]
         if missing:
             return self.undetermined(f"{', '.join(missing)} not logged")
@@ -122,15 +127,38 @@ class Detector:
         """Write the report figures of a sweep (a `SweepView`); the paths written."""
         return []
 
+    def sweep_lines(self, view) -> list[str]:
+        """Lines the report prints about the sweep as a whole (a fit across the grid, ...)."""
+        return []
+
 
 def normalise(metrics: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
-    """Our column names (renamed from `columns`' values), `_step` as `step`, rows by step."""
+    """One row per step, in step order, in our column names (renamed from `columns`' values;
+    `_step` read as `step`), every column a number.
+
+    As metrics.csv is read: rows without a finite step are dropped, and rows that share a step
+    merge, the last logged value of each metric winning (appended merges, a resumed run, a
+    table concatenated twice). A cell that is not a number (a string, a W&B media dict) reads
+    as not logged; +-inf stays, as logged (a diverged loss).
+    """
     frame = metrics.rename(columns={theirs: ours for ours, theirs in (columns or {}).items()})
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    frame = frame.loc[:, ~frame.columns.duplicated(keep="last")]
     if STEP not in frame and WANDB_STEP in frame:
         frame = frame.rename(columns={WANDB_STEP: STEP})
-    if STEP in frame:
-        frame = frame[frame[STEP].notna()].sort_values(STEP, kind="stable")
-    return frame
+    if STEP not in frame:
+        return frame
+    frame = frame.apply(_numbers)
+    frame = frame[np.isfinite(frame[STEP].to_numpy(float))]
+    if frame[STEP].duplicated().any():
+        frame = frame.groupby(STEP, as_index=False, sort=False).last()
+    return frame.sort_values(STEP, kind="stable").reset_index(drop=True)
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    if is_numeric_dtype(column) and not is_bool_dtype(column):
+        return column.astype(float)
+    return pd.to_numeric(column, errors="coerce").astype(float)
 
 
 def _logged(frame: pd.DataFrame, required: Required) -> bool:

@@ -1,7 +1,8 @@
 """The shared detector battery, in the manner of scikit-learn's `check_estimator`: for every
 phenomenon, textbook curves that must be `detected`, look-alikes that must be `not_detected`,
 and too-little-data or missing-column tables that must be `undetermined`, each family in several
-variants (noise, evaluation cadence, run length). The curves come from synthetic.py.
+variants (noise, evaluation cadence, run length). The curves come from synthetic.py; hostile.py
+adds look-alikes that probe each paper's definition, diverged runs and damaged tables.
 
 `CASES` lists them; `outcome(case)` runs one through today's detectors. A new phenomenon adds its
 families here and passes the same battery (tests/test_detectors.py).
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynamics_lab.phenomena import eos_quadratic, hessian_rank, hostile
 from dynamics_lab.phenomena import synthetic as syn
 
 DETECTED, NOT, UNDETERMINED = "detected", "not_detected", "undetermined"
@@ -134,6 +136,54 @@ def _stepwise() -> list[Case]:
     return out
 
 
+SSL = {"task": {"name": "augmented_pairs", "dim": 16, "spectrum": [1.0, 0.5, 0.25, 0.125],
+                "embed_dim": 4}, "model": {"name": "linear_encoder", "init_scale": 1e-3},
+       "optim": {"name": "gd", "lr": 0.05}}
+
+
+def _stepwise_ssl() -> list[Case]:
+    out = []
+    for name, kw in _variants([dict(steps=800, noise=0.0), dict(steps=800, log_spaced=True,
+                                                                 noise=0.01),
+                               dict(steps=1600, noise=0.03)]):
+        for family, extra, expected in (
+                ("textbook", {}, DETECTED), ("eigenvalues only", dict(eig_only=True), DETECTED),
+                ("modes rise together", dict(kind="together"), NOT),
+                ("exponential saturations", dict(kind="saturate"), NOT),
+                ("too short", dict(steps=60), UNDETERMINED)):
+            out.append(Case("stepwise_ssl", family, name, expected,
+                            lambda e=extra, kw=kw: (syn.stepwise_ssl(**{**kw, **e}), SSL)))
+    out.append(Case("stepwise_ssl", "no spectrum, no loss", "steps=800", UNDETERMINED, lambda: (
+        syn.stepwise_ssl()[["step"]].assign(other=1.0), SSL)))
+    return out
+
+
+DECAYED = {"optim": {"name": "sgd", "lr": 0.3, "decay_steps": [7000]}}
+
+
+def _large_step_sgd() -> list[Case]:
+    out = []
+    for name, kw in _variants([dict(every=50, noise=0.0), dict(every=25, noise=0.05),
+                               dict(every=100, steps=20000, noise=0.1)]):
+        experiment = {"optim": {**DECAYED["optim"],
+                                "decay_steps": [int(0.7 * kw.get("steps", 10000))]}}
+        for family, kind, expected in (("textbook", "sparsify", DETECTED),
+                                       ("small step size", "converged", NOT),
+                                       ("stabilized, still dense", "dense", NOT),
+                                       ("sparse from the start", "early", NOT)):
+            out.append(Case("large_step_sgd", family, name, expected,
+                            lambda k=kind, kw=kw, e=experiment: (syn.large_step(k, **kw), e)))
+        out.append(Case("large_step_sgd", "no decay", name, UNDETERMINED,
+                        lambda kw=kw: (syn.large_step(**kw), {"optim": {"lr": 0.3}})))
+        out.append(Case("large_step_sgd", "no activity column", name, UNDETERMINED, lambda kw=kw,
+                        e=experiment: (_drop(syn.large_step(**kw), "sparsity/active_fraction"), e)))
+    out.append(Case("large_step_sgd", "ends before the decay", "steps=6000", UNDETERMINED,
+                    lambda: (syn.large_step(steps=6000), DECAYED)))
+    out.append(Case("large_step_sgd", "few evaluations", "every=1000", UNDETERMINED,
+                    lambda: (syn.large_step(every=1000), DECAYED)))
+    return out
+
+
 def _hidden_progress() -> list[Case]:
     out = []
     for name, kw in _variants([dict(every=100, steps=4000, noise=0.0),
@@ -232,7 +282,9 @@ def _scaling_law() -> list[Case]:
 
 
 CASES: list[Case] = [*_grokking(), *_eos(), *_stepwise(), *_hidden_progress(), *_lazy_rich(),
-                     *_scaling_law(), *_xor()]
+                     *_scaling_law(), *_xor(), *_stepwise_ssl(), *_large_step_sgd(),
+                     *(Case(*row) for row in hostile.rows()),
+                     *(Case(*r) for p in (eos_quadratic, hessian_rank) for r in p.battery_rows())]
 
 
 def outcome(case: Case) -> str:

@@ -9,11 +9,34 @@ from dynamics_lab.phenomena.base import STEP
 
 
 def series(metrics: pd.DataFrame, column: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of the rows where `column` is logged, in step order."""
+    """(steps, values) of the rows where `column` holds a finite value, in step order (an
+    infinite loss, accuracy or sharpness is no value of the curve: `diverged_at` reads it)."""
     if column is None or column not in metrics:
         return np.zeros(0), np.zeros(0)
-    data = metrics[[STEP, column]].dropna()
-    return data[STEP].to_numpy(float), data[column].to_numpy(float)
+    steps, values = metrics[STEP].to_numpy(float), metrics[column].to_numpy(float)
+    keep = np.isfinite(values)
+    return steps[keep], values[keep]
+
+
+# The training loss and accuracy of one evaluation are logged together; a run's metrics file
+# stores a NaN as an empty cell, so a row with the accuracy but no loss is a NaN loss.
+TRAIN_LOSSES = ("train/batch_loss", "train/loss")
+PAIRED = {"train/loss": "train/acc"}
+
+
+def diverged_at(metrics: pd.DataFrame, losses=TRAIN_LOSSES) -> float | None:
+    """First step at which a training loss was non-finite (the run diverged), else None."""
+    bad = np.zeros(len(metrics), bool)
+    for loss in losses:
+        if loss not in metrics:
+            continue
+        values = metrics[loss].to_numpy(float)
+        bad |= np.isinf(values)
+        partner = PAIRED.get(loss)
+        if partner in metrics:
+            bad |= np.isnan(values) & np.isfinite(metrics[partner].to_numpy(float))
+    hit = np.flatnonzero(bad)
+    return float(metrics[STEP].iloc[hit[0]]) if len(hit) else None
 
 
 def first_column(metrics: pd.DataFrame, names) -> str | None:
@@ -33,6 +56,19 @@ def sustained(meets: np.ndarray, sustain: int, start: int = 0) -> int | None:
         if run >= sustain:
             return i - sustain + 1
     return None
+
+
+def held(meets: np.ndarray, sustain: int, hold: float, start: int = 0) -> tuple[int | None,
+                                                                             float | None]:
+    """First index from which `meets` holds `sustain` times in a row AND in at least `hold` of
+    all later values (reached for good, not a transient), and that share; (None, None)."""
+    meets = np.asarray(meets, bool)
+    while (i := sustained(meets, sustain, start)) is not None:
+        share = float(meets[i:].mean())
+        if share >= hold:
+            return i, share
+        start = i + 1
+    return None, None
 
 
 def first(meets: np.ndarray, start: int = 0) -> int | None:

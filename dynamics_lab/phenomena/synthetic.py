@@ -38,16 +38,16 @@ def merge(*frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def grokking(val: str = "grok", every: int = 20, steps: int = 4000, noise: float = 0.0,
-             seed: int = 0, fit_at: float = 120, grok_at: float = 1500) -> pd.DataFrame:
+             seed: int = 0, fit_at: float = 120, grok_at: float = 1500,
+             chance: float = 0.01) -> pd.DataFrame:
     """train/acc and val/acc every `every` steps. `val` picks the validation curve:
-    grok (near chance until a sharp rise at grok_at), spike (one evaluation at 0.97), creep
+    grok (at `chance` until a sharp rise at grok_at), spike (one evaluation at 0.97), creep
     (already ~0.8 at the fit, creeping over 0.95 late), lost (groks, then falls back to 0.3),
-    together (rises with train in the first evaluations), never (stays near chance)."""
+    together (rises with train in the first evaluations), never (stays at chance)."""
     t = np.arange(0, steps + 1, every, dtype=float)
     train = sigmoid((t - fit_at) / (fit_at / 8))
     if val == "together":
         train = 1 - 0.99 * np.exp(-t / (every / 5))
-    chance = 0.01
     curves = {
         "grok": chance + (0.995 - chance) * sigmoid((t - grok_at) / 60),
         "spike": np.where(np.abs(t - grok_at) < every / 2, 0.97, chance),
@@ -229,6 +229,51 @@ def xor(kind: str = "find_tune", every: int = 20, steps: int = 4000, noise: floa
     signal = pd.DataFrame({"step": a.astype(int), "signal/random_level": 0.1,
                            "signal/alignment": noisy(rise, noise, seed + 1, clip=(0, 1))})
     return merge(frame, signal)
+
+
+# -- stepwise SSL and large-step sparsity -----------------------------------------------------
+
+
+def stepwise_ssl(kind: str = "logistic", steps: int = 800, log_spaced: bool = False,
+                 noise: float = 0.0, seed: int = 0, eig_only: bool = False,
+                 gamma=(1.0, 0.5, 0.25, 0.125), lr: float = 0.05) -> pd.DataFrame:
+    """modes/strength_j (or embedding/eig_j) of a linear Barlow Twins encoder, every step or at
+    ~300 log-spaced steps, and train/batch_loss = sum (1 - q_j)^2. `kind`: logistic (small init,
+    mode j half-way at ln(1e7) / (2 ln(1 + 4 lr gamma_j))), together (large init: all rise at
+    once), saturate (separate exponential approaches 1 - exp(-rate t), no plateau)."""
+    t = np.arange(steps + 1, dtype=float)
+    rates = [2 * np.log1p(4 * lr * g) for g in gamma]
+    q = {"logistic": [sigmoid(r * t - np.log(1e7)) for r in rates],
+         "together": [sigmoid(rates[0] * t - 3.0)] * len(rates),
+         "saturate": [1 - np.exp(-r * t / 4) for r in rates]}[kind]
+    frame = pd.DataFrame({"step": t.astype(int), "train/batch_loss": noisy(
+        sum((1 - x) ** 2 for x in q) + 1e-6, noise, seed, relative=True)})
+    logged = t if not log_spaced else np.unique(np.round(np.logspace(0, np.log10(steps), 300)))
+    keep = np.isin(t, logged) | (t == 0)
+    for j, x in enumerate(q):
+        column = f"{'embedding/eig_' if eig_only else 'modes/strength_'}{j}"
+        frame[column] = np.where(keep, noisy(x, noise, seed + 1 + j), np.nan)
+    return frame
+
+
+def large_step(kind: str = "sparsify", every: int = 50, steps: int = 10000, noise: float = 0.0,
+               seed: int = 0) -> pd.DataFrame:
+    """train/loss, val/loss and sparsity/{active,dead}_fraction every `every` steps around a
+    step-size decay at 0.7 steps. `kind`: sparsify (the loss held at 1e-3 until the decay, then
+    2e-4; the active fraction falling 0.5 -> 0.3), converged (a small step size: the loss on a
+    slow power law, 1.3x lower over the decay; activity flat), dense (held up and released, but
+    the activity stays), early (the activity falls in the first steps, the loss never held up)."""
+    t = np.arange(0, steps + 1, every, dtype=float)
+    decay = 0.7 * steps
+    held = np.where(t < decay, 1e-3, 2e-4) * (1 + 0.3 * np.sin(t / (3 * every)))
+    slow = 1e-3 * ((t + 1000) / (decay + 1000)) ** -0.8
+    loss = {"sparsify": held, "converged": slow, "dense": held, "early": slow}[kind]
+    fall = {"sparsify": np.clip(t / (0.4 * steps), 0, 1), "early": np.clip(t / (2 * every), 0, 1)
+            }.get(kind, 0 * t)
+    active = noisy(0.5 - 0.2 * fall, noise / 5, seed + 1)
+    return pd.DataFrame({"step": t.astype(int), "train/loss": noisy(loss, noise, seed, True),
+                         "val/loss": 5 * loss, "sparsity/active_fraction": active,
+                         "sparsity/dead_fraction": 0.1 + 0.2 * fall})
 
 
 # -- scaling law ------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """`dynlab report`: a sweep's runs -> summary table, verdicts across seeds, and the phenomenon's
-own figures, written into results/EXPERIMENT/. What to draw is the phenomenon's business
-(`Detector.figures`); this package finds the sweep, tabulates it and hands the finished runs over
-as a `SweepView`."""
+own figures, written into results/EXPERIMENT/, and logged to W&B when it is on. What to draw is
+the phenomenon's business (`Detector.figures`); this package finds the sweep, tabulates it and
+hands the finished runs over as a `SweepView`."""
 
 from __future__ import annotations
 
@@ -49,20 +49,37 @@ def _loaders(sweep_dir: Path) -> tuple[Callable, Callable]:
     return metrics, config
 
 
-def write_report(runs_root: Path, out: Path, echo: Callable[[str], None] | None = None
-                 ) -> list[Path]:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")  # what W&B shows as an image
+
+
+def write_report(runs_root: Path, out: Path, echo: Callable[[str], None] | None = None,
+                 wandb: bool | None = None) -> list[Path]:
     """Write summary.csv, cells.csv (verdicts across seeds) and the phenomenon's figures for the
-    newest sweep under runs_root; `echo` also prints the cells."""
+    newest sweep under runs_root; `echo` also prints the cells. With W&B on (`wandb`, else the
+    sweep's `logging.wandb`, else a login) the figures and the summary table are also logged as
+    one W&B run in the sweep's group."""
+    from dynamics_lab.tracking.wandb import log_report, wandb_enabled
+
+    echo = echo or (lambda line: None)
     sweep_dir = latest_sweep(runs_root, min_runs=2)
     if sweep_dir is None:
         raise ReportError(f"no sweep found under '{runs_root}' (run `dynlab run ... --sweep`)")
     manifest = read_manifest(sweep_dir)
     config = sweep_config(sweep_dir, manifest)
-    name = (config.get("phenomenon") or {}).get("name")
     table = sweep_table(sweep_dir)
+    written = _write_files(sweep_dir, manifest, config, table, out, echo)
+    if wandb_enabled((config.get("logging") or {}).get("wandb") if wandb is None else wandb):
+        images = [p for p in written if p.suffix in IMAGE_SUFFIXES]
+        echo(log_report(sweep_dir, config, table, images))
+    return written
+
+
+def _write_files(sweep_dir: Path, manifest: dict, config: dict, table: pd.DataFrame, out: Path,
+                 echo: Callable[[str], None]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "summary.csv"]
     table.to_csv(written[0], index=False)
+    name = (config.get("phenomenon") or {}).get("name")
     if not name:
         return written
     try:
@@ -74,13 +91,39 @@ def write_report(runs_root: Path, out: Path, echo: Callable[[str], None] | None 
     cells = seed_cells(table, axes, fields)
     written.append(out / "cells.csv")
     cells.to_csv(written[-1], index=False)
-    if echo is not None:
-        echo(format_cells(cells, axes, fields))
+    echo(format_cells(cells, axes, fields))
     finished = table[table["status"].isin([s.value for s in FINISHED])]
     if len(finished):
         view = SweepView(finished.reset_index(drop=True), axes, out, *_loaders(sweep_dir))
         written += detector.figures(view)
+        for line in detector.sweep_lines(view):
+            echo(line)
     return written
 
 
-__all__ = ["ReportError", "find_sweeps", "sweep_table", "write_report"]
+def summarize_sweep(sweep_dir: Path, unrecoverable: dict[Path, str], launched: set[Path]
+                    ) -> tuple[str, list[str]]:
+    """What a sweep prints at its end: its table, then one line per launched run that did not
+    finish (with its reason) and per unrecoverable run; and those lines."""
+    table = sweep_table(sweep_dir)
+    hidden = ["run_id", "sweep_id", "summary", "error"]
+    shown = table.drop(columns=[c for c in hidden if c in table])
+    shown.columns = [c.rsplit(".", 1)[-1] for c in shown.columns]
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        lines = ["", shown.to_string(index=False)]
+    launched_ids = {Path(p).name for p in launched}
+    lost = {Path(p).name: why for p, why in unrecoverable.items()}
+    failures = []
+    for row in table.to_dict("records"):
+        if row["run_id"] in lost:
+            failures.append(f"{row['run_id']}: unrecoverable: {lost[row['run_id']]}")
+        elif row["run_id"] in launched_ids and row["status"] not in FINISHED:
+            failures.append(f"{row['run_id']}: {row['status']}: {row.get('error') or ''}")
+    lines.append(f"\nsummary of {len(table)} run(s) in {sweep_dir}")
+    if failures:
+        lines.append(f"{len(failures)} run(s) did not finish:\n  " + "\n  ".join(failures))
+    return "\n".join(lines), failures
+
+
+__all__ = ["ReportError", "find_sweeps", "summarize_sweep", "sweep_table", "write_report"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from dynamics_lab.phenomena import build
 from dynamics_lab.phenomena.dashboard import SWEPT, VERDICT_PREFIX
+from dynamics_lab.report.tables import latest_sweep
 from dynamics_lab.tracking.rundir import MANIFEST, RunDir, RunDirError, read_json, write_json
 
 SPEC_FILE = "dashboard.json"
@@ -55,8 +56,9 @@ def _resolve_key(key: str, grid: list[str]) -> str | None:
 
 
 def _resolve_panel(panel: dict, grid: list[str], logged: list[str]) -> dict | None:
-    """A panel with swept keys and `prefix*` patterns replaced by real keys; None if it has none
-    left (a phase diagram on a one-key grid, a curve nobody logged)."""
+    """A panel with swept keys and `prefix*` patterns replaced by real keys, and line panels
+    without the curves no run logged; None if it has none left (a phase diagram on a one-key
+    grid, a panel of curves nobody logged)."""
     ys: list[str] = []
     for y in panel["y"]:
         if y.endswith("*"):
@@ -72,8 +74,10 @@ def _resolve_panel(panel: dict, grid: list[str], logged: list[str]) -> dict | No
         group_by += grid if key == SWEPT else [k for k in [_resolve_key(key, grid)] if k]
     if not ys or x is None:
         return None
-    if panel["kind"] == "line" and logged and not any(y in logged for y in ys):
-        return None
+    if panel["kind"] == "line" and logged:  # curves nobody logged (an Adam-only one) go
+        ys = [y for y in ys if y in logged]
+        if not ys:
+            return None
     return {**panel, "x": x, "y": ys, "color": color, "group_by": group_by}
 
 
@@ -141,17 +145,39 @@ def build_workspace(spec: dict):
                              is_open=True)])
 
 
-def write_dashboard(sweep_dir: Path | str, publish: bool) -> tuple[Path, str | None]:
-    """Write SWEEP_DIR/dashboard.json; publish it to W&B when asked. Returns (path, url)."""
+def write_dashboard(runs: Path | str, publish: bool) -> tuple[Path, str | None]:
+    """Write SWEEP_DIR/dashboard.json for the sweep dir `runs` (or the newest sweep of two runs
+    or more under it); publish it to W&B when asked. Returns (path, url)."""
+    sweep_dir = latest_sweep(Path(runs), min_runs=2)
+    if sweep_dir is None:
+        raise DashboardError(f"'{runs}' is not a sweep directory and holds none (no sweep.json)")
     spec = dashboard_spec(sweep_dir)
-    path = Path(sweep_dir) / SPEC_FILE
+    path = sweep_dir / SPEC_FILE
     write_json(path, spec)
     if not publish:
         return path, None
-    if not spec["entity"]:
-        import wandb
+    try:
+        if not spec["entity"]:
+            import wandb
 
-        spec["entity"] = wandb.Api().default_entity
-    workspace = build_workspace(spec)
-    workspace.save()
+            spec["entity"] = wandb.Api().default_entity
+        workspace = build_workspace(spec)
+        workspace.save()
+    except Exception as exc:  # W&B refused it (no network, no access, an API change)
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise DashboardError(f"could not publish to W&B: {message} (the spec is in {path})"
+                             ) from None
     return path, workspace.url
+
+
+def describe(spec_path: Path) -> list[str]:
+    """The dashboard in a few lines: where it lives, then one line per panel."""
+    spec = read_json(spec_path)
+    lines = [f"{spec['phenomenon']} dashboard of {spec['experiment']} {spec['sweep_id']} "
+             f"(W&B group {spec['group']}, ranked by {spec['key_metric']['name']}): "
+             f"{len(spec['panels'])} panel(s)"]
+    for panel in spec["panels"]:
+        how = (f"x={panel['x']}, color={panel['color']}" if panel["kind"] == "scatter"
+               else f"grouped by {', '.join(panel['group_by']) or 'run'}")
+        lines.append(f"  {panel['kind']:7} {panel['title']}: {', '.join(panel['y'])} ({how})")
+    return lines

@@ -7,6 +7,7 @@ sweep file for agents.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class RunRequest:
     wait: bool = False
     wandb: bool | None = None
     device: str | None = None
+    plugins: list[str] = field(default_factory=list)  # module names or .py paths (--plugin)
 
     def flag_overrides(self) -> list[str]:
         """--device, --wandb and --seed as the config keys they set."""
@@ -81,14 +83,19 @@ def plan(request: RunRequest) -> Plan:
         raise ConfigError("--ensemble does not apply to --launcher wandb: each agent call trains "
                           "one run")
     overrides = [*request.overrides, *request.flag_overrides()]
-    config = load_experiment(request.experiment, request.profile, overrides)
+    config = load_experiment(request.experiment, request.profile, overrides, request.plugins)
+    if request.launcher == "local":  # a Slurm or W&B run may train on another machine
+        check_device(config.trainer.device)
     sweep = request.sweep
     if request.ensemble > 1 and not sweep:  # K seeds of the one configured run
         seeds = list(range(config.seed, config.seed + request.ensemble))
         overrides += ["sweep.grid={}", f"sweep.seeds={seeds}"]
-        config, sweep = load_experiment(request.experiment, request.profile, overrides), True
+        config = load_experiment(request.experiment, request.profile, overrides, request.plugins)
+        sweep = True
     if request.ensemble > 1:
         check_ensemble(config)
+    if request.plugins:  # what W&B agents pass to `dynlab agent-run` (config.yaml has them too)
+        overrides.append(f"plugins={json.dumps(config.plugins)}")
     if request.launcher == "slurm":
         from dynamics_lab.sweep.slurm import cluster_of
 
@@ -101,6 +108,17 @@ def plan(request: RunRequest) -> Plan:
     name = safe_component(config.name, "experiment name")
     sweep_dir = (request.out or default_runs_root()) / name / new_sweep_id()
     return Plan(request, config, overrides, sweep_dir, prepare_sweep(config, specs, sweep_dir))
+
+
+def check_device(device: str) -> None:
+    """A device this machine lacks (`cuda` without CUDA) is a one-line ConfigError."""
+    from dynamics_lab.schema import ConfigError
+    from dynamics_lab.train.lifecycle import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def launch(plan: Plan, echo=print) -> dict[Path, Status] | None:
@@ -128,10 +146,17 @@ def launch(plan: Plan, echo=print) -> dict[Path, Status] | None:
         echo(f"{len(plan.run_dirs) - len(todo)} run(s) finished or still running; "
              f"launching {len(todo)}")
     jobs = group_jobs(todo, request.ensemble)
-    if request.launcher == "slurm":
-        from dynamics_lab.sweep.slurm import launch_array
+    from dynamics_lab.tracking.wandb import sweep_sync_hint
 
-        return launch_array(config, plan.sweep_dir, jobs, request.wait, echo)
-    from dynamics_lab.sweep.local import launch_with_progress
+    try:
+        if request.launcher == "slurm":
+            from dynamics_lab.sweep.slurm import launch_array
 
-    return launch_with_progress(plan.sweep_dir, jobs, request.workers)
+            return launch_array(config, plan.sweep_dir, jobs, request.wait, echo)
+        from dynamics_lab.sweep.local import launch_with_progress
+
+        return launch_with_progress(plan.sweep_dir, jobs, request.workers)
+    finally:  # once for the sweep (each run's own hint is in its log), once its runs ran
+        hint = sweep_sync_hint(plan.sweep_dir)
+        if hint:
+            echo(hint)

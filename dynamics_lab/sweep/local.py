@@ -4,6 +4,10 @@ With several GPUs visible, each worker slot gets its own GPU (round-robin over t
 CUDA_VISIBLE_DEVICES), so `--workers` defaults to one run per GPU. Each worker runs in its own
 process group: Ctrl-C at the terminal reaches this process alone, which then stops the workers
 (SIGTERM: each checkpoints and records `killed`), launches nothing more, and re-raises.
+
+Workers run the installed dynamics_lab, never a `dynamics_lab/` folder in the current directory
+(a checkout, an old copy): the interpreter starts with `-P` and PYTHONSAFEPATH=1, which keep the
+current directory off `sys.path` (Python 3.11+; older ones drop it in a one-line bootstrap).
 """
 
 from __future__ import annotations
@@ -23,6 +27,17 @@ from dynamics_lab.tracking.rundir import RunDir, RunDirError, Status
 
 Job = list[Path]  # one run, or the members of one ensemble
 STOP_GRACE_S = 60.0  # how long stopped workers get to checkpoint before SIGKILL
+WORKER = "dynamics_lab.train.worker"
+SAFE_PATH = {"PYTHONSAFEPATH": "1"}  # no current directory on the worker's sys.path
+
+
+def worker_command(job: Job) -> list[str]:
+    """The command that runs one job with the installed package, wherever it is started."""
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", WORKER, *map(str, job)]
+    bootstrap = ("import runpy, sys; del sys.path[0]; "
+                 f"runpy.run_module({WORKER!r}, run_name='__main__', alter_sys=True)")
+    return [sys.executable, "-c", bootstrap, *map(str, job)]
 
 
 def visible_gpus() -> list[str]:
@@ -82,9 +97,8 @@ class Workers:
                 return {}
             with open(log, "a") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "dynamics_lab.train.worker", *map(str, job)],
-                    stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                    start_new_session=True)
+                    worker_command(job), stdout=out, stderr=subprocess.STDOUT,
+                    env={**os.environ, **SAFE_PATH, **(env or {})}, start_new_session=True)
             self.procs.add(proc)
         try:
             proc.wait()
@@ -121,9 +135,11 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def launch_local(jobs: list[Job], workers: int | None = None,
                  on_done: Callable[[Path, Status], None] = lambda p, s: None,
                  gpus: list[str] | None = None,
-                 run: Callable[..., dict[Path, Status]] | None = None) -> dict[Path, Status]:
+                 run: Callable[..., dict[Path, Status]] | None = None,
+                 on_start: Callable[[Job], None] = lambda job: None) -> dict[Path, Status]:
     """Run every job; returns run dir -> final status. Failures never stop the others; Ctrl-C
-    stops the running workers (their runs end `killed`) and is re-raised."""
+    stops the running workers (their runs end `killed`) and is re-raised. `on_start(job)` is
+    called as a job gets its worker slot, `on_done(run_dir, status)` as each run ends."""
     gpus = visible_gpus() if gpus is None else gpus
     workers = workers or default_workers(gpus)
     procs = Workers()
@@ -135,7 +151,10 @@ def launch_local(jobs: list[Job], workers: int | None = None,
     def in_slot(job: Job) -> dict[Path, Status]:
         slot = slots.get()
         try:
-            return {} if procs.stopping.is_set() else run(job, slot_env(slot, gpus))
+            if procs.stopping.is_set():
+                return {}
+            on_start(job)
+            return run(job, slot_env(slot, gpus))
         finally:
             slots.put(slot)
 
@@ -172,25 +191,13 @@ def launch_local(jobs: list[Job], workers: int | None = None,
 
 
 def launch_with_progress(sweep_dir: Path, jobs: list[Job], workers: int | None) -> dict:
-    """`launch_local` with a progress bar and a line per finished run, recorded in the manifest."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
+    """`launch_local` showing the sweep's progress (ETA, each running run's step) and a line per
+    finished run, recorded in the manifest."""
     from dynamics_lab.sweep.manifest import record_launch
+    from dynamics_lab.sweep.progress import SweepProgress
 
     gpus = visible_gpus()
     workers = workers or default_workers(gpus)
     record_launch(sweep_dir, "local", jobs, workers=workers, gpus=gpus)
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn()) as progress:
-        bar = progress.add_task(f"sweep ({workers} worker(s))", total=sum(map(len, jobs)))
-
-        def on_done(run_dir: Path, status: Status) -> None:
-            run = RunDir(run_dir)
-            try:
-                line = (run.verdict() or {}).get("summary") or run.meta.get("error") or ""
-            except RunDirError as exc:
-                line = str(exc)
-            progress.console.print(f"  {run_dir.name}: {status}  {line}")
-            progress.advance(bar)
-
-        return launch_local(jobs, workers, on_done, gpus)
+    with SweepProgress(jobs, workers) as progress:
+        return launch_local(jobs, workers, progress.done, gpus, on_start=progress.started)

@@ -8,6 +8,7 @@ from dynamics_lab.tasks.modular_arithmetic import ModularArithmetic
 from dynamics_lab.tasks.parity import Parity
 from dynamics_lab.tasks.polynomial import Polynomial
 from dynamics_lab.tasks.regression import TeacherRegression
+from dynamics_lab.tasks.relu_teacher import ReluTeacher  # noqa: F401
 
 __all__ = ["AssociativeMemoryTask", "LowRankRegression", "ModularArithmetic", "Parity",
            "Polynomial", "TaskSpec", "TeacherRegression", "TensorTask"]

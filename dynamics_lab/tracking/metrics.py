@@ -138,13 +138,36 @@ def read_metrics(path: Path | str) -> pd.DataFrame:
     return frame.sort_values(STEP, kind="stable").reset_index(drop=True)
 
 
+def write_parquet(csv_path: Path, parquet_path: Path) -> bool:
+    """metrics.csv -> metrics.parquet (one row per step), atomically; False, with no parquet
+    left behind, when the CSV does not parse (the CSV stays the record)."""
+    parquet_path = Path(parquet_path)
+    try:
+        frame = read_metrics(csv_path)
+    except (OSError, MetricsError):
+        parquet_path.unlink(missing_ok=True)
+        return False
+    tmp = parquet_path.with_name(f".{parquet_path.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, parquet_path)
+    except Exception:  # a derived copy: it must never keep a run from recording its ending
+        tmp.unlink(missing_ok=True)
+        parquet_path.unlink(missing_ok=True)
+        return False
+    return True
+
+
 class LocalMetricsLogger(Logger):
-    """A Lightning logger writing `metrics.csv` into a run directory."""
+    """A Lightning logger writing `metrics.csv` into a run directory; `latest` holds the last
+    value of every metric (what a progress line shows)."""
 
     def __init__(self, run_dir: Path | str):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.file = MetricsFile(self.run_dir / "metrics.csv")
+        self.latest: dict[str, float] = {k: v for k, v in (self.file.last or {}).items()
+                                         if k != STEP and v == v}  # v == v: not NaN
 
     @property
     def name(self) -> str:
@@ -175,3 +198,4 @@ class LocalMetricsLogger(Logger):
         values = {k: float(v) for k, v in metrics.items() if k != "epoch"}
         if values:
             self.file.log(values, step=int(step if step is not None else -1))
+            self.latest.update(values)

@@ -161,6 +161,8 @@ class RunDir:
     config_path = property(lambda self: self.path / "config.yaml")
     meta_path = property(lambda self: self.path / "meta.json")
     metrics_path = property(lambda self: self.path / "metrics.csv")
+    parquet_path = property(lambda self: self.path / "metrics.parquet")  # written at the end
+    progress_path = property(lambda self: self.path / "progress.json")  # while training
     verdict_path = property(lambda self: self.path / "verdict.json")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.checkpoint_dir / "last.ckpt")
@@ -214,11 +216,18 @@ class RunDir:
         return data
 
     def start(self, device: str) -> None:
+        for path in (self.parquet_path, self.progress_path):  # rewritten by this attempt
+            path.unlink(missing_ok=True)
         self.update_meta(status=Status.RUNNING, started=now(), ended=None, argv=sys.argv,
                          host=platform.node(), pid=os.getpid(), device=device,
                          git=git_state(), versions=versions(), _t0=time.time())
 
     def finish(self, status: Status, error: str | None = None) -> dict:
+        """Record the ending; metrics.parquet is written first, so an ended run has it."""
+        if self.metrics_path.exists():
+            from dynamics_lab.tracking.metrics import write_parquet
+
+            write_parquet(self.metrics_path, self.parquet_path)
         meta = self.meta
         wall = time.time() - meta.pop("_t0", time.time())
         meta.update(status=status, ended=now(),
@@ -231,8 +240,9 @@ class RunDir:
     def reset(self) -> None:
         """Back to `pending` for a fresh start: the last attempt's metrics, verdict, checkpoints
         and W&B id go (a new attempt is a new W&B run); seed, creation time and attempts stay."""
-        for name in ("metrics.csv", "verdict.json", "error.log"):
-            (self.path / name).unlink(missing_ok=True)
+        for path in (self.metrics_path, self.parquet_path, self.progress_path, self.verdict_path,
+                     self.path / "error.log"):
+            path.unlink(missing_ok=True)
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         meta = self.meta
         kept = {k: meta[k] for k in ("seed", "created") if k in meta}

@@ -1,7 +1,11 @@
-"""W&B wiring through Lightning's WandbLogger: on when asked or when a login is present."""
+"""W&B wiring: runs through Lightning's WandbLogger, a sweep report as one more run of the
+sweep's group; on when asked or when a login is present, offline into the run (sweep) directory
+without one."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import netrc
 import os
 from pathlib import Path
@@ -27,30 +31,111 @@ def wandb_enabled(setting: bool | None) -> bool:
     return has_login() if setting is None else setting
 
 
+def is_offline() -> bool:
+    """W&B runs offline without a login, or when WANDB_MODE=offline asks for it."""
+    return not has_login() or os.environ.get("WANDB_MODE") == "offline"
+
+
+def verdict_summary(config: dict, verdict: dict | None = None) -> dict[str, Any]:
+    """`verdict/<field>` for EVERY field of the config's phenomenon's verdict, missing or null
+    ones as NaN, so a W&B sweep's metric exists on runs that did not show the phenomenon (or
+    failed) and sorts last rather than vanishing. {} without a phenomenon and without a verdict."""
+    from dynamics_lab.phenomena.dashboard import VERDICT_PREFIX
+
+    name = (config.get("phenomenon") or {}).get("name")
+    fields: dict[str, Any] = {}
+    if name:
+        from dynamics_lab.registry import PHENOMENA
+
+        verdict_type = PHENOMENA.get(name).verdict_type
+        fields = {f.name: None for f in dataclasses.fields(verdict_type)}
+        fields.update(phenomenon=name, detected=None)
+    fields.update(verdict or {})
+    return {VERDICT_PREFIX + k: math.nan if v is None else v for k, v in fields.items()}
+
+
 def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
                       resume_id: str | None = None):
-    """A WandbLogger writing under the run dir; offline (with a sync hint) when no login."""
+    """A WandbLogger writing under the run dir, its run started with every verdict key in the
+    summary (NaN until the verdict); offline (with a sync hint) when no login."""
     from lightning.pytorch.loggers import WandbLogger
 
-    offline = not has_login() or os.environ.get("WANDB_MODE") == "offline"
+    offline = is_offline()
     logging = config.get("logging", {})
     logger = WandbLogger(
         project=logging.get("project", "dynamics_lab"), entity=logging.get("entity"),
         name=run_name, group=group, job_type=config.get("name"), save_dir=str(run_dir),
         offline=offline, id=resume_id, resume="allow" if resume_id else None, config=config,
     )
+    logger.experiment.summary.update(verdict_summary(config))
     return logger, offline
 
 
-def sync_hint(run_dir: Path) -> str:
-    offline_runs = f"{Path(run_dir) / 'wandb'}/offline-run-*"
-    return f"W&B ran offline (no login); upload with: wandb sync {offline_runs}"
+def sync_hint(run_dir: Path | str, pattern: str = "wandb/offline-run-*") -> str:
+    return f"W&B ran offline (no login); upload with: wandb sync {Path(run_dir) / pattern}"
+
+
+def sweep_sync_hint(sweep_dir: Path) -> str | None:
+    """One sync hint for a whole sweep whose runs logged to W&B offline (None if none did)."""
+    from dynamics_lab.tracking.rundir import RunDir, RunDirError, read_manifest
+
+    try:
+        run_ids = [entry["run_id"] for entry in read_manifest(sweep_dir).get("runs", [])]
+    except RunDirError:
+        return None
+    for run_id in run_ids:
+        try:
+            if RunDir(Path(sweep_dir) / run_id).meta.get("wandb_offline"):
+                return sync_hint(sweep_dir, "*/wandb/offline-run-*")
+        except RunDirError:
+            continue
+    return None
 
 
 def finish_wandb(logger: Any, verdict: dict | None, status: Status) -> None:
-    """Put the verdict and status into the run summary and close the W&B run."""
+    """Put the verdict (every field of the phenomenon's, null as NaN) and the status into the
+    run summary and close the W&B run."""
     run = logger.experiment
-    summary = {f"verdict/{k}": v for k, v in (verdict or {}).items() if v is not None}
+    summary = verdict_summary(dict(run.config), verdict)
     summary["status"] = str(status)
     run.summary.update(summary)
     run.finish(exit_code=0 if Status(status).finished else 1)
+
+
+def report_frame(table: Any) -> Any:
+    """A summary table W&B's Table takes: numbers stay numbers, anything else (lists, mixed
+    columns) becomes text, missing stays missing."""
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    frame = table.copy()
+    for column in frame.columns:
+        values = frame[column]
+        if is_bool_dtype(values) or not is_numeric_dtype(values):
+            frame[column] = [None if v is None or (isinstance(v, float) and math.isnan(v))
+                             else str(v) for v in values]
+    return pd.DataFrame(frame)
+
+
+def log_report(sweep_dir: Path, config: dict, table: Any, images: list[Path]) -> str:
+    """Log a sweep report as one W&B run (job_type `report`, in the sweep's group): the summary
+    table as a W&B Table, each figure as an image. Returns the run's URL, or a sync hint when
+    offline."""
+    import wandb
+
+    logging = config.get("logging") or {}
+    offline = is_offline()
+    sweep_dir = Path(sweep_dir)
+    run = wandb.init(
+        project=logging.get("project", "dynamics_lab"), entity=logging.get("entity"),
+        group=sweep_dir.name, job_type="report", name=f"report-{sweep_dir.name}",
+        dir=str(sweep_dir), mode="offline" if offline else "online",
+        config={"experiment": config.get("name"), "sweep_id": sweep_dir.name})
+    try:
+        logged: dict[str, Any] = {"summary": wandb.Table(dataframe=report_frame(table))}
+        for path in images:
+            logged[f"figures/{Path(path).stem}"] = wandb.Image(str(path))
+        run.log(logged)
+    finally:
+        run.finish()
+    return sync_hint(sweep_dir) if offline else f"logged the report to W&B: {run.url}"

@@ -13,23 +13,29 @@ from __future__ import annotations
 import copy
 import math
 
-import lightning as L
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from dynamics_lab.losses import LOSSES, accuracy
 from dynamics_lab.schema import OptimConfig
-from dynamics_lab.train.module import SPLITS, EvalSums, build_optimizer
+from dynamics_lab.train.module import (
+    SPLITS,
+    EvalSums,
+    apply_schedule,
+    build_optimizer,
+    scheduled_lr,
+)
+from dynamics_lab.train.steps import MAX_FUSED, FusedSteps
 
 
-class EnsembleModule(L.LightningModule):
+class EnsembleModule(FusedSteps):
     """Trains `models` (same architecture) side by side; `member_loggers[m]` gets member m."""
 
     def __init__(self, models: list[nn.Module], loss: str, optim: OptimConfig,
                  weight_decays: list[float], member_loggers: list[list], log_every: int = 10,
-                 shared_batch: bool = True):
-        super().__init__()
+                 shared_batch: bool = True, max_fused: int = MAX_FUSED):
+        super().__init__(max_fused)
         params, buffers = stack_module_state(models)
         self.param_names, self.buffer_names = list(params), list(buffers)
         self.stacked = nn.ParameterList([nn.Parameter(p.detach()) for p in params.values()])
@@ -66,18 +72,20 @@ class EnsembleModule(L.LightningModule):
         for logger in self.member_loggers[member]:
             logger.log_metrics(metrics, step=self.global_step)
 
-    def training_step(self, batch, batch_idx: int):
+    def step_loss(self, batch, step: int) -> torch.Tensor | None:
+        apply_schedule(self.trainer, self.optim_config, step)
         x, y = batch
         out = self(x, shared=self.shared_batch)
         losses = vmap(self.loss_fn, in_dims=(0, None if self.shared_batch else 0))(out, y)
-        if self.global_step % self.log_every == 0:
+        if step % self.log_every == 0:
             for m, value in enumerate(losses.detach().cpu().tolist()):
                 if self.diverged[m]:
                     continue
                 if not math.isfinite(value):
                     self.diverged[m] = True
                 else:
-                    self.log_member(m, {"train/batch_loss": value})
+                    self.log_member(m, {"train/batch_loss": value,
+                                        **scheduled_lr(self.optim_config, step)})
         alive = torch.tensor([not d for d in self.diverged], device=losses.device)
         if not alive.any():
             self.trainer.should_stop = True
@@ -89,7 +97,7 @@ class EnsembleModule(L.LightningModule):
         # (p *= 1 - lr * wd, before the update), added to the gradient otherwise.
         if self.member_decay is None:
             return
-        lr = self.optim_config.lr
+        lr = self.optim_config.lr_at(self.global_step)
         with torch.no_grad():
             for p in self.stacked:
                 decay = self.member_decay.to(p.device).view(-1, *([1] * (p.dim() - 1)))

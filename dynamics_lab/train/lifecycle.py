@@ -42,6 +42,8 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings(
         "ignore", message=r".*(does not have many workers|LeafSpec|litlogger|srun).*")
+    # Several optimizer steps per Lightning step pull batches themselves (train/steps.py).
+    warnings.filterwarnings("ignore", message=r".*`dataloader_iter`.*")
 
 
 def set_threads() -> None:

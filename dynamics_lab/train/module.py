@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 from torch import nn
 
 from dynamics_lab.losses import LOSSES, accuracy
 from dynamics_lab.schema import OptimConfig
+from dynamics_lab.train.steps import MAX_FUSED, FusedSteps
 
 SPLITS = ("train", "val")  # order of the evaluation dataloaders
 
@@ -23,6 +23,19 @@ def build_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
     momentum = 0.0 if config.name == "gd" else config.momentum
     return torch.optim.SGD(params, lr=config.lr, momentum=momentum,
                            weight_decay=config.weight_decay)
+
+
+def apply_schedule(trainer, config: OptimConfig, step: int) -> None:
+    """Set the step size of the coming update from the config's schedule (when it has one)."""
+    if config.scheduled:
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
+
+
+def scheduled_lr(config: OptimConfig, step: int) -> dict[str, float]:
+    """{"train/lr": the step size of update `step`} under a schedule; {} without one."""
+    return {"train/lr": config.lr_at(step)} if config.scheduled else {}
 
 
 class EvalSums:
@@ -50,18 +63,20 @@ class EvalSums:
         return metrics
 
 
-class DynamicsModule(L.LightningModule):
+class DynamicsModule(FusedSteps):
     """Trains `model` with a named loss and logs what the dynamics literature plots.
 
     Every `log_every` steps: the loss of the batch being trained on (`train/batch_loss`).
     Every evaluation (and once before training): loss and accuracy on the whole train and
     held-out splits. Metrics go to the loggers at step t = after t optimizer updates, which is
     why they bypass `self.log`'s epoch/step bookkeeping. A non-finite loss stops training and
-    marks the module `diverged`.
+    marks the module `diverged`. A Lightning step may run several optimizer steps (`steps.py`;
+    `max_fused=1`: one each).
     """
 
-    def __init__(self, model: nn.Module, loss: str, optim: OptimConfig, log_every: int = 10):
-        super().__init__()
+    def __init__(self, model: nn.Module, loss: str, optim: OptimConfig, log_every: int = 10,
+                 max_fused: int = MAX_FUSED):
+        super().__init__(max_fused)
         self.model = model
         self.loss_name = loss
         self.loss_fn = LOSSES[loss]
@@ -78,16 +93,17 @@ class DynamicsModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
 
-    def training_step(self, batch, batch_idx: int):
+    def step_loss(self, batch, step: int) -> torch.Tensor | None:
+        apply_schedule(self.trainer, self.optim_config, step)
         x, y = batch
         loss = self.loss_fn(self.model(x), y)
         # Only scheduled steps pay for the host sync that reading the loss implies.
-        if self.global_step % self.log_every == 0:
+        if step % self.log_every == 0:
             value = loss.item()
             if not math.isfinite(value):
                 self._diverge()
                 return None
-            self.log_metrics({"train/batch_loss": value})
+            self.log_metrics({"train/batch_loss": value, **scheduled_lr(self.optim_config, step)})
         return loss
 
     def on_validation_epoch_start(self) -> None:

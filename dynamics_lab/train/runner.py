@@ -64,6 +64,7 @@ def execute(run: RunDir, resume: bool | None = False, echo=print) -> RunResult:
     from dynamics_lab.registry import MODELS, TASKS
     from dynamics_lab.tracking.checkpoint import allowing_safe_globals
     from dynamics_lab.tracking.metrics import LocalMetricsLogger
+    from dynamics_lab.tracking.progress import ProgressLine
     from dynamics_lab.train.module import DynamicsModule
 
     with Lifecycle([run], resume) as life:
@@ -78,8 +79,8 @@ def execute(run: RunDir, resume: bool | None = False, echo=print) -> RunResult:
         model = MODELS.build(config.model, task.spec)
         module = DynamicsModule(model, task.spec.loss, config.optim, config.trainer.log_every)
         loggers = [LocalMetricsLogger(run.path), *life.wandb_loggers(echo)]
-        trainer = build_trainer(config, run, device, loggers, build_measurements(config),
-                                life.stop)
+        trainer = build_trainer(config, run, device, loggers,
+                                [*build_measurements(config), ProgressLine(run.path)], life.stop)
         with life.stop.deferred(), allowing_safe_globals():
             trainer.fit(module, datamodule=task, ckpt_path=life.checkpoint, **weights_only())
         life.ended([module.diverged])

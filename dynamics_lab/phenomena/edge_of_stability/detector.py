@@ -3,7 +3,8 @@ from below ("progressive sharpening") until it reaches the stability threshold (
 then hovers there while the loss, non-monotone step to step, keeps falling over the long run.
 
 Sharpness is `hessian/precond_lambda_max` when logged (Adam), else `hessian/lambda_max`; the
-threshold is the logged `hessian/threshold`, else it follows from the `optim` section.
+threshold is the logged `hessian/threshold` in force at each sample (it moves with a learning
+rate schedule), else it follows from the `optim` section.
   sharpening       the first sharpness sample is at most max_start_ratio x threshold (a run that
                    starts above and relaxes onto it, e.g. a catapult, did not sharpen)
   crossing         first sample >= reach_fraction x threshold
@@ -11,11 +12,14 @@ threshold is the logged `hessian/threshold`, else it follows from the `optim` se
                    samples in the window after the crossing (the first window_fraction of the
                    later samples): with cross-entropy the sharpness hovers, then declines as the
                    loss goes to zero (Cohen et al. 2021, sec. 3), so the whole rest of the run
-                   is not the test
+                   is not the test. A sharpness that swings far above and below the threshold
+                   (median at it, few samples within the band) is not hovering at it.
   loss             falls over the long run: the median loss of the last fifth of the run after
                    the crossing is below that of the first fifth (a loss that grows while the
                    sharpness sits at the threshold is divergence, not the edge of stability)
-Undetermined: sharpness, loss or threshold unknown; fewer than min_later_samples samples, or
+A run whose training loss became non-finite (`curves.diverged_at`) diverged: not detected.
+Undetermined: sharpness, loss or a positive threshold unknown; fewer than min_samples sharpness
+samples; fewer than min_later_samples samples, or
 fewer than min_hover_ratio x the crossing step, after the crossing; sharpness still rising
 below the threshold at the end of the run (it would reach it within another run's length at its
 last pace).
@@ -31,7 +35,7 @@ import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
-from dynamics_lab.phenomena.curves import first, first_column, series
+from dynamics_lab.phenomena.curves import diverged_at, first, first_column, series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
@@ -50,6 +54,7 @@ class EdgeOfStabilityConfig(NamedSection):
     window_fraction: float = Field(0.5, gt=0, le=1)  # of the later samples the band is judged on
     max_start_ratio: float = Field(0.8, gt=0, lt=1)  # sharpening from below: start <= this
     min_hover_ratio: float = Field(0.25, ge=0)  # steps after the crossing / crossing step
+    min_samples: int = Field(10, ge=2)  # sharpness samples, fewer: undetermined
 
 
 @dataclass
@@ -65,20 +70,27 @@ class EdgeOfStabilityVerdict(Verdict):
     final_sharpness: float | None = None
     loss_change: float | None = None  # median loss, last fifth / first fifth after the crossing
     loss_rise_fraction: float | None = None  # of consecutive logged losses that went up
+    median_ratio: float | None = None  # median sharpness / threshold in the window
+    diverged_step: int | None = None  # first step with a non-finite training loss
 
 
 def threshold_from_config(experiment: dict) -> float | None:
-    """The stability threshold the `optim` section implies (as HessianSpectrum computes it)."""
-    optim = experiment.get("optim") or {}
-    lr = optim.get("lr")
-    if not lr:
+    """The stability threshold the `optim` section implies (as HessianSpectrum computes it);
+    None without a positive learning rate."""
+    optim = experiment.get("optim")
+    optim = optim if isinstance(optim, dict) else {}
+    try:
+        lr = float(optim.get("lr") or 0)
+        name = optim.get("name", "adamw")
+        if name in ("adam", "adamw"):
+            beta1 = float((optim.get("betas") or (0.9, 0.999))[0])
+            value = (2 + 2 * beta1) / ((1 - beta1) * lr)
+        else:
+            beta = 0.0 if name == "gd" else float(optim.get("momentum") or 0.0)
+            value = (2 + 2 * beta) / lr
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
         return None
-    name = optim.get("name", "adamw")
-    if name in ("adam", "adamw"):
-        beta1 = (optim.get("betas") or (0.9, 0.999))[0]
-        return (2 + 2 * beta1) / ((1 - beta1) * lr)
-    beta = 0.0 if name == "gd" else float(optim.get("momentum") or 0.0)
-    return (2 + 2 * beta) / lr
+    return value if np.isfinite(value) and value > 0 else None
 
 
 def _adam(experiment: dict) -> bool:
@@ -105,20 +117,34 @@ class EdgeOfStability(Detector):
     def judge(self, metrics: pd.DataFrame, experiment: dict) -> Verdict:
         c = self.config
         column = first_column(metrics, SHARPNESS)
-        _, logged = series(metrics, THRESHOLD)
+        t_steps, logged = series(metrics, THRESHOLD)
+        t_steps, logged = t_steps[logged > 0], logged[logged > 0]
         threshold = float(logged[-1]) if len(logged) else threshold_from_config(experiment)
         loss_steps, loss = series(metrics, first_column(metrics, LOSSES))
         rises = float((np.diff(loss) > 0).mean()) if len(loss) > 1 else None
-        fields = dict(sharpness_metric=column, threshold=threshold, loss_rise_fraction=rises)
+        diverged = diverged_at(metrics)
+        fields = dict(sharpness_metric=column, threshold=threshold, loss_rise_fraction=rises,
+                      diverged_step=None if diverged is None else int(diverged))
+        if diverged is not None:
+            return self.verdict(Outcome.NOT_DETECTED,
+                                f"the training loss became non-finite at step "
+                                f"{format_step(diverged)}: the run diverged",
+                                f"no edge of stability: diverged at step {format_step(diverged)}",
+                                **fields)
         if threshold is None:
-            return self.undetermined(f"no stability threshold ({THRESHOLD} not logged and no "
-                                     "optim.lr)", **fields)
+            return self.undetermined(f"no stability threshold ({THRESHOLD} not logged as a "
+                                     "positive number and no optim.lr)", **fields)
         steps, values = series(metrics, column)
-        ratio = values / threshold
+        if len(values) < c.min_samples:
+            return self.undetermined(f"only {len(values)} sharpness samples (need "
+                                     f"{c.min_samples})", **fields)
+        ratio = values / _in_force(steps, t_steps, logged, threshold)
         fields.update(start_ratio=float(ratio[0]), max_sharpness_ratio=float(ratio.max()),
                       final_sharpness=float(values[-1]))
         name = "2/eta" if column == SHARPNESS[1] else "threshold"
-        edge = f"{name}={threshold:.3g}"
+        varies = len(logged) and logged.min() < logged.max()
+        edge = (f"{name}={logged.min():.3g}..{logged.max():.3g}" if varies
+                else f"{name}={threshold:.3g}")
         reached = first(ratio >= c.reach_fraction)
         if reached is None:
             if _still_rising(ratio, c.reach_fraction):
@@ -137,7 +163,8 @@ class EdgeOfStability(Detector):
         change = _long_run_change(loss_steps, loss, crossing)
         fields.update(crossing_step=int(crossing), fraction_within=within,
                       n_window_samples=len(window), n_later_samples=len(later),
-                      loss_change=change)
+                      loss_change=change,
+                      median_ratio=float(np.median(window)) if len(window) else None)
         at = f"reached {edge} at step {format_step(crossing)}"
         if ratio[0] > c.max_start_ratio:
             return self.verdict(
@@ -157,8 +184,10 @@ class EdgeOfStability(Detector):
         hover = (f"within {c.band:.0%} for {within:.0%} of the {len(window)} samples after "
                  "the crossing")
         if within < c.min_fraction_within:
-            return self.verdict(Outcome.NOT_DETECTED, f"sharpness {at} but stayed {hover}",
-                                f"sharpness {at} but stayed {hover}", **fields)
+            swing = (f" (median {fields['median_ratio']:.2f}x: swinging around it, not "
+                     "hovering)" if abs(fields["median_ratio"] - 1) <= c.band else "")
+            return self.verdict(Outcome.NOT_DETECTED, f"sharpness {at} but stayed {hover}{swing}",
+                                f"sharpness {at} but stayed {hover}{swing}", **fields)
         if not np.isfinite(change) or change >= 1:
             grew = "became non-finite" if not np.isfinite(change) else f"grew {change:.2g}x"
             return self.verdict(Outcome.NOT_DETECTED,
@@ -175,6 +204,16 @@ class EdgeOfStability(Detector):
         from dynamics_lab.phenomena.edge_of_stability.figures import write_figures
 
         return write_figures(view)
+
+
+def _in_force(steps: np.ndarray, t_steps: np.ndarray, logged: np.ndarray,
+              default: float) -> np.ndarray:
+    """The threshold at each sample: the last one logged at or before it (the first one for
+    samples before any), or `default` throughout when none was logged."""
+    if not len(logged):
+        return np.full(len(steps), default)
+    k = np.searchsorted(t_steps, steps, side="right") - 1
+    return logged[np.clip(k, 0, None)]
 
 
 def _still_rising(ratio: np.ndarray, reach: float) -> bool:

@@ -13,10 +13,15 @@ Reads `loss_column` (default val/loss, the population loss on fresh samples), `m
                 val/acc >= acc_threshold, whichever comes first
   sudden        the drop comes within max_drop_ratio x the plateau's length of its end (a loss
                 that declines steadily, linearly or exponentially, has no plateau-then-drop)
+  stays down    the smoothed loss at or below drop_fraction x the level, or val/acc at or
+                above acc_threshold, in at least hold_fraction of the evaluations from the drop
+                on (a dip that returns to the plateau is not the sudden learning of the parity)
   mass growth   mass at the plateau's end over mass at its start
-`detected` means a plateau of at least min_plateau_steps, a sudden drop after it and a mass
-growth of at least 1 + min_mass_growth during it. Undetermined: a column missing, fewer than
-min_evals evaluations, or the loss still on its plateau at the end of the run.
+`detected` means a plateau of at least min_plateau_steps, a sudden drop after it that stays
+down, and a mass growth of at least 1 + min_mass_growth during it. Undetermined: a column
+missing, fewer than min_evals evaluations, the loss still on its plateau at the end of the run,
+a drop seen in fewer than sustain_evals evaluations (at the very end), or the mass not logged
+at the plateau's start and end.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class HiddenProgressConfig(NamedSection):
     min_plateau_steps: int = Field(300, ge=0)
     max_drop_ratio: float = Field(1.0, gt=0)  # drop step - plateau end <= this x plateau length
     min_mass_growth: float = Field(0.1, ge=0)
+    hold_fraction: float = Field(0.8, gt=0, le=1)  # of evaluations from the drop on, stay down
+    sustain_evals: int = Field(3, ge=1)  # a drop seen in fewer evaluations is not confirmed
     min_evals: int = Field(10, ge=3)
 
 
@@ -116,7 +123,13 @@ class HiddenProgress(Detector):
         ratio = (drop - end) / length if length > 0 else float("inf")
         m0 = value_at(*series(metrics, c.mass_column), start)
         m1 = value_at(*series(metrics, c.mass_column), end)
-        growth = m1 / m0 if m0 and m1 is not None else None
+        growth = None if m0 is None or m1 is None else (
+            m1 / m0 if m0 > 0 else (float("inf") if m1 > 0 else None))
+        down = smooth <= c.drop_fraction * level
+        if len(acc):
+            down |= np.array([(value_at(acc_steps, acc, s) or 0.0) >= c.acc_threshold
+                              for s in steps])
+        after = down[steps >= drop]
         fields.update(plateau_value=level, plateau_start=int(start), plateau_end=int(end),
                       drop_step=int(drop), plateau_length=int(length), drop_ratio=ratio,
                       mass_start=m0, mass_before_drop=m1, mass_growth=growth)
@@ -124,6 +137,16 @@ class HiddenProgress(Detector):
                    f"{format_step(drop)}")
         mass = (f"relevant mass {m0:.3f}->{m1:.3f} ({100 * (growth - 1):+.0f}%) during the "
                 "plateau" if growth is not None else "relevant mass unknown at the plateau")
+        if len(after) < c.sustain_evals:
+            return self.undetermined(f"the loss dropped at step {format_step(drop)}, in the "
+                                     f"last {len(after)} evaluations: not confirmed yet",
+                                     **fields)
+        if after.mean() < c.hold_fraction:
+            return self.verdict(Outcome.NOT_DETECTED,
+                                f"the loss dropped at step {format_step(drop)} but stayed down "
+                                f"in only {after.mean():.0%} of later evaluations (need "
+                                f"{c.hold_fraction:.0%})",
+                                "no hidden progress: the drop did not last", **fields)
         if length < c.min_plateau_steps:
             return self.verdict(Outcome.NOT_DETECTED,
                                 f"plateau of {format_step(length)} steps (need "
@@ -137,7 +160,11 @@ class HiddenProgress(Detector):
                                 f"(sudden: <= {c.max_drop_ratio}x)",
                                 f"no hidden progress: the loss declined gradually from step "
                                 f"{format_step(end)} to {format_step(drop)}", **fields)
-        if growth is None or growth < 1 + c.min_mass_growth:
+        if growth is None:
+            return self.undetermined(f"{c.mass_column} not logged at the plateau's start and "
+                                     f"end (steps {format_step(start)}, {format_step(end)})",
+                                     **fields)
+        if growth < 1 + c.min_mass_growth:
             return self.verdict(Outcome.NOT_DETECTED,
                                 f"{mass} (need +{c.min_mass_growth:.0%})",
                                 f"no hidden progress: {plateau}, but {mass}", **fields)
@@ -159,10 +186,11 @@ class HiddenProgress(Detector):
         """No plateau with a drop after it: learned without one, or still on it."""
         c = self.config
         if stretches:
-            a, b = stretches[-1]
-            level = float(np.median(smooth[a:b + 1]))
-            before = float(smooth[:a + 1].max())
-            if not learned and b == len(smooth) - 1 and level > c.drop_fraction * before:
+            # Every flat stretch a plateau (none after a fall) and no drop after any: the loss
+            # is still on its plateau, or only starting to leave it, when the run stops.
+            fell = any(float(np.median(smooth[a:b + 1])) <= c.drop_fraction * smooth[:a + 1].max()
+                       for a, b in stretches)
+            if not learned and not fell:
                 return self.undetermined(f"still on the plateau at step {format_step(steps[-1])}"
                                          f" (loss {smooth[-1]:.3g}): the run stopped before a "
                                          "drop", **fields)
@@ -177,3 +205,19 @@ class HiddenProgress(Detector):
         from dynamics_lab.phenomena.hidden_progress.figures import write_figures
 
         return write_figures(view)
+
+    def sweep_lines(self, view) -> list[str]:
+        from dynamics_lab.phenomena.growth import format_exponent
+        from dynamics_lab.phenomena.hidden_progress.scaling import (
+            DIM,
+            K,
+            learning_table,
+            scaling_table,
+        )
+
+        if DIM not in view.axes or K not in view.axes:
+            return []
+        fits = scaling_table(learning_table(view))
+        return [f"k={fit['k']}: {fit['quantity']} ~ n^{format_exponent(fit.to_dict())} over n = "
+                f"{fit['sizes']} (paper: {fit['paper']})" for _, fit in fits.iterrows()
+                if fit["n"] >= 2]

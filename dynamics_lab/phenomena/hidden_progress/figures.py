@@ -63,5 +63,21 @@ def concentration_panels(runs: list, path: Path) -> Path:
 
 
 def write_figures(view) -> list[Path]:
+    from dynamics_lab.phenomena.hidden_progress.scaling import (
+        DIM,
+        K,
+        learning_table,
+        scaling_figure,
+        scaling_table,
+    )
+
     runs = _runs(view)
-    return [concentration_panels(runs, view.out / "concentration_vs_loss.png")] if runs else []
+    written = [concentration_panels(runs, view.out / "concentration_vs_loss.png")] if runs else []
+    if DIM in view.axes and K in view.axes:
+        learned = learning_table(view)
+        fits = scaling_table(learned)
+        written.append(view.out / "learning_scaling.csv")
+        fits.to_csv(written[-1], index=False)
+        if learned[DIM].nunique() >= 2:
+            written.append(scaling_figure(learned, fits, view.out / "learning_scaling.png"))
+    return written

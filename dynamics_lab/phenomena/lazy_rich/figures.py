@@ -1,10 +1,12 @@
 """Lazy vs rich figures: losses, NTK alignment and kernel distance on one time axis per alpha,
-and the regime of every run against the swept key."""
+the regime of every run against the swept key, and Kumar et al.'s grokking delay (train and
+test loss reaching a shared level) against it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.plotting import pyplot, save
@@ -36,7 +38,7 @@ def kernel_and_loss_panels(runs: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.grid(alpha=0.3)
         twin = ax.twinx()
         lines += _plot(twin, frame, KERNEL)
-        twin.set_ylim(0, 1)
+        twin.set_ylim(bottom=0)  # autoscaled: a near-linear network's kernel moves little
         if ax is axes[0][0]:
             ax.set_ylabel("loss")
             ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="lower left")
@@ -61,13 +63,44 @@ def regime_summary(table: pd.DataFrame, axis: str, path: Path) -> Path:
                                  ("alignment_max", "peak alignment", "tab:green")):
         if column in done:
             twin.plot(done[axis], done[column], "s--", color=color, label=label)
-    twin.set_ylim(0, 1)
+    twin.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=7)
     for _, row in done.iterrows():
         ax.annotate(str(row.get("regime", "")), (row[axis], row["final_val_loss"]), fontsize=7,
                     textcoords="offset points", xytext=(3, 4))
     ax.set_title("regime by output scale", fontsize=10)
+    return save(fig, path)
+
+
+def delay_figure(table: pd.DataFrame, axis: str, path: Path) -> Path:
+    """Steps at which the train and the test loss reach the shared level (left, log-log), and the
+    delay between them in decades (right), against the swept key."""
+    plt = pyplot()
+    done = table.sort_values(axis)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for column, label, color in (("train_cross_step", "train loss at the level", "tab:blue"),
+                                 ("test_cross_step", "test loss at the level", "tab:orange")):
+        left.loglog(done[axis], done[column], "o-", color=color, label=label)
+    left.set_xlabel(axis)
+    left.set_ylabel("step")
+    left.legend(fontsize=7)
+    left.grid(alpha=0.3, which="both")
+    right.semilogx(done[axis], done["log_delay"], "o-", color="k")
+    for _, row in done.iterrows():
+        if pd.notna(row["log_delay"]):
+            right.annotate(f"{10 ** row['log_delay']:.1f}x", (row[axis], row["log_delay"]),
+                           textcoords="offset points", xytext=(4, -10), fontsize=7)
+    right.set_xlabel(axis)
+    right.set_ylabel("log10(test step / train step)")
+    right.set_ylim(bottom=0)
+    right.grid(alpha=0.3, which="both")
+    for ax in (left, right):
+        values = sorted(done[axis].dropna().unique())
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+    fig.suptitle("grokking delay (Kumar et al.): the test loss reaches the train loss's level "
+                 "later, the lazier the network", fontsize=10)
     return save(fig, path)
 
 
@@ -78,4 +111,8 @@ def write_figures(view) -> list[Path]:
         written.append(kernel_and_loss_panels(runs, view.out / "kernel_and_loss.png"))
     if view.axes and "final_val_loss" in view.table:
         written.append(regime_summary(view.table, view.axes[0], view.out / "regime_summary.png"))
+    table = view.table
+    if view.axes and "log_delay" in table and np.isfinite(
+            pd.to_numeric(table["log_delay"], errors="coerce")).sum() >= 2:
+        written.append(delay_figure(table, view.axes[0], view.out / "grokking_delay.png"))
     return written

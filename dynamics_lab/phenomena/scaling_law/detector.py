@@ -2,7 +2,8 @@
 its (d, T). The law itself (power-law fits across the sweep) is in fits.py and the report.
 
 Detected when the trained memory's error is below (1 - margin) x chance (it stored something);
-undetermined when the population error was not logged or chance is unknown (no task.n_classes).
+undetermined when the population error was not logged after step 0 (the error before training
+says nothing of what was stored) or chance is unknown (no task.n_classes of at least 2).
 """
 
 from __future__ import annotations
@@ -70,13 +71,16 @@ class ScalingLaw(Detector):
     def judge(self, metrics: pd.DataFrame, experiment: dict) -> Verdict:
         task, model = experiment.get("task") or {}, experiment.get("model") or {}
         d, T, alpha = model.get("dim"), task.get("n_samples"), task.get("alpha")
-        chance = 1 - 1 / task["n_classes"] if task.get("n_classes") else None
+        chance = _chance(task.get("n_classes"))
         errors = {}
         for e in ESTIMATORS:
             _, values = series(metrics, error_column(e))
             errors[f"error_{e}"] = float(values[-1]) if len(values) else None
         fields = dict(d=d, T=T, alpha=alpha, chance=chance, **errors)
         trained = errors["error_trained"]
+        steps, _ = series(metrics, ERROR)
+        if not len(steps) or steps[-1] <= 0:
+            return self.undetermined(f"{ERROR} not logged as a number after step 0", **fields)
         where = f"d={d}, T={format_step(T)}" if d and T else "this run"
         others = ", ".join(f"{e} {errors[f'error_{e}']:.4g}" for e in ESTIMATORS
                            if e != "trained" and errors[f"error_{e}"] is not None)
@@ -84,7 +88,9 @@ class ScalingLaw(Detector):
                    + (f"; closed-form {others}" if others else "")
                    + (f" (chance {chance:.3g})" if chance is not None else ""))
         if chance is None:
-            return self.undetermined("chance level unknown (no task.n_classes)", **fields)
+            return self.undetermined(f"chance level unknown (task.n_classes="
+                                     f"{task.get('n_classes')!r}, need an integer >= 2)",
+                                     **fields)
         bar = (1 - self.config.margin) * chance
         if trained < bar:
             return self.verdict(Outcome.DETECTED, f"trained error {trained:.4g} < {bar:.3g} "
@@ -96,3 +102,12 @@ class ScalingLaw(Detector):
         from dynamics_lab.phenomena.scaling_law.figures import write_figures
 
         return write_figures(view)
+
+
+def _chance(n_classes) -> float | None:
+    """The error of a uniform guess, 1 - 1/M, for M >= 2 classes; None otherwise."""
+    try:
+        m = float(n_classes)
+    except (TypeError, ValueError):
+        return None
+    return 1 - 1 / m if m >= 2 and m.is_integer() else None

@@ -6,9 +6,13 @@ five samples): mode i's rise runs from rise_low to rise_high of its target s_i, 
 where it crosses learned_fraction. A rise is judged by its shape: a sigmoid from a small init is
 steep next to the plateau before it, (t90 - t10) / t50 well below 1, while an exponential
 saturation s (1 - exp(-r t)) has (t90 - t10) / t50 = 3.2 whatever its rate. Rises that overlap
-form one step. The run is stepwise when >= 2 modes are learned, every learned rise is sigmoidal
-((t90 - t10) / t50 <= max_rise_shape) and no two rises overlap. Fewer than two modes learned
-while some are still unlearned is undetermined (the run stopped too early).
+form one step: modes of equal strength are learned together (Saxe et al.), a staircase with
+fewer, taller steps. The run is stepwise when its learned modes rise in >= 2 separate steps,
+every learned rise is sigmoidal ((t90 - t10) / t50 <= max_rise_shape) and every learned mode
+stays learned (a mode that rises, then falls back below learned_fraction by the end, was not
+learned for good). Fewer than two modes learned while some are still unlearned is undetermined
+(the run stopped too early). Without a known teacher, a mode's target is the largest value its
+smoothed strength reached.
 
 A second opinion reads only the loss (plateaus.py), preferring the full-split `train/loss` when it
 has at least min_loss_points values (else `train/batch_loss`, the same loss under full-batch
@@ -133,24 +137,25 @@ class Stepwise(Detector):
                        else f"no staircase (loss only): {n_loss}")
             return self.verdict(outcome, f"{n_loss} with plateaus between (need 2)", summary,
                                 **loss_fields)
-        targets = self._targets(metrics, columns, experiment)
-        rises, n = [], []
-        for column, s in zip(columns, targets):
-            steps, values = series(metrics, column)
-            n.append(len(steps))
-            values = rolling_median(values, 5)
-            rises.append(tuple(crossing(steps, values, f * s) for f in
-                               (c.rise_low, c.learned_fraction, c.rise_high)))
-        if min(n) < c.min_samples:
-            return self.undetermined(f"only {min(n)} samples of the mode strengths (need "
+        curves = [series(metrics, column) for column in columns]
+        n = min(len(steps) for steps, _ in curves)
+        if n < c.min_samples:
+            return self.undetermined(f"only {n} samples of the mode strengths (need "
                                      f"{c.min_samples})", n_modes=len(columns), **loss_fields)
-        return self._spectral(rises, targets, columns, experiment, staircase, n_loss,
+        curves = [(steps, rolling_median(values, 5)) for steps, values in curves]
+        targets = self._targets(curves, columns, experiment)
+        rises = [tuple(crossing(steps, values, f * s) for f in
+                       (c.rise_low, c.learned_fraction, c.rise_high))
+                 for (steps, values), s in zip(curves, targets)]
+        ends = [float(values[-1]) for _, values in curves]
+        return self._spectral(rises, targets, ends, columns, experiment, staircase, n_loss,
                               loss_fields, float(metrics["step"].max()))
 
-    def _spectral(self, rises, targets, columns, experiment, staircase, n_loss, loss_fields,
-                  last) -> Verdict:
+    def _spectral(self, rises, targets, ends, columns, experiment, staircase, n_loss,
+                  loss_fields, last) -> Verdict:
         c = self.config
         learned = [i for i, r in enumerate(rises) if r[1] is not None and r[2] is not None]
+        fell = [i for i in learned if ends[i] < c.learned_fraction * targets[i]]
         order = sorted(learned, key=lambda i: rises[i][1])
         groups: list[list[int]] = []
         reach = -math.inf
@@ -186,27 +191,38 @@ class Stepwise(Detector):
             return self.verdict(Outcome.NOT_DETECTED, f"{len(learned)} mode learned: no steps",
                                 f"no steps: {len(learned)} of {len(columns)} modes learned; "
                                 f"{loss}", **fields)
-        if not separated:
+        if fell:
+            i = fell[0]
+            return self.verdict(
+                Outcome.NOT_DETECTED, f"mode {i} was learned at step {format_step(rises[i][1])} "
+                f"but fell back to {ends[i]:.3g} (< {c.learned_fraction} x {targets[i]:.3g}) by "
+                "the end", f"no steps: mode {i} rose at step {format_step(rises[i][1])}, then "
+                f"fell back; {loss}",
+                **fields)
+        if len(groups) < 2:
             return self.verdict(
                 Outcome.NOT_DETECTED, f"{len(learned)} modes learned in {len(groups)} "
                 "overlapping rise" + "s" * (len(groups) != 1),
                 f"no separate steps: {len(learned)} modes learned in {len(groups)} overlapping "
                 f"rise{'s' * (len(groups) != 1)} at {times}; {loss}", **fields)
         if flat:
-            worst = max(flat, key=lambda i: shapes[i] or math.inf)
+            worst = max(flat, key=lambda i: math.inf if shapes[i] is None else shapes[i])
+            shape = "undefined" if shapes[worst] is None else f"{shapes[worst]:.2f}"
             return self.verdict(
                 Outcome.NOT_DETECTED, f"mode {worst} rose like a saturation, not a sigmoid: "
-                f"(t90 - t10) / t50 = {shapes[worst]:.2f} > {c.max_rise_shape}",
+                f"(t90 - t10) / t50 = {shape} > {c.max_rise_shape}",
                 f"no steps: {len(learned)} separate but gradual rises at {times}; {loss}",
                 **fields)
         order_text = ("in order of decreasing s" if fields["in_order"]
                       else "out of order of s")
         missing = len(columns) - len(learned)
         unlearned = f" ({missing} of {len(columns)} modes not learned yet)" if missing else ""
+        rises_text = (f"{len(learned)} separate sigmoidal rises" if separated else
+                      f"{len(learned)} sigmoidal rises in {len(groups)} separate steps")
         return self.verdict(
-            Outcome.DETECTED, f"{len(learned)} separate sigmoidal rises (largest (t90 - t10) / "
+            Outcome.DETECTED, f"{rises_text} (largest (t90 - t10) / "
             f"t50 = {max(shapes[i] for i in learned):.2f})",
-            f"{len(learned)} separate steps at {times}{unlearned}, {order_text}; {loss}",
+            f"{len(groups)} separate steps at {times}{unlearned}, {order_text}; {loss}",
             **fields)
 
     def _loss_column(self, metrics: pd.DataFrame) -> str | None:
@@ -219,11 +235,15 @@ class Stepwise(Detector):
         return (dense or logged or [None])[0]
 
     @staticmethod
-    def _targets(metrics: pd.DataFrame, columns: list[str], experiment: dict) -> list[float]:
-        """The teacher's singular values, or (no known teacher) the final values."""
-        targets = list((experiment.get("task") or {}).get("singular_values") or [])
+    def _targets(curves: list, columns: list[str], experiment: dict) -> list[float]:
+        """The teacher's singular values, or (no known teacher) the largest smoothed values."""
+        task = experiment.get("task")
+        try:
+            targets = [float(s) for s in (task or {}).get("singular_values") or []]
+        except (TypeError, ValueError, AttributeError):
+            targets = []
         if len(targets) != len(columns) or not columns[0].startswith(STRENGTH):
-            targets = [float(series(metrics, c)[1][-1]) for c in columns]
+            targets = [float(values.max()) for _, values in curves]
         return targets
 
     def figures(self, view) -> list:

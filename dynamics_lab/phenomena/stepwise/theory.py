@@ -82,8 +82,12 @@ def theory_for(experiment: dict, targets: list[float]) -> tuple[list | None, str
         return None, "none (theory covers plain gradient descent)"
     if trainer.get("batch_size") is not None:
         return None, "none (theory covers full-batch gradient descent)"
-    depth = int(model.get("depth", 2))
-    times = theory_half_times(targets, float(optim["lr"]), float(model["init_scale"]), depth)
+    try:
+        depth = int(model.get("depth", 2))
+        lr, init_scale = float(optim["lr"]), float(model["init_scale"])
+    except (KeyError, TypeError, ValueError):
+        return None, "none (optim.lr, model.init_scale or model.depth missing)"
+    times = theory_half_times(targets, lr, init_scale, depth)
     if depth == 1:
         label = "depth 1: all modes at once"
     elif depth > MAX_DEPTH:

@@ -51,6 +51,10 @@ class StepwiseSSL(Stepwise):
         Panel("Barlow Twins loss: plateaus and drops", y=LOSSES, log_y=True),
     )
 
+    @property
+    def interval_fields(self) -> tuple[str, ...]:
+        return ("step_times", "theory_ratio")
+
     def required(self, experiment: dict) -> list:
         return [(STRENGTH + "0", EIG + "0", *LOSSES)]
 

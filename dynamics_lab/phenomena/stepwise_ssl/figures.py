@@ -1,6 +1,6 @@
 """Stepwise SSL figures: the embedding's eigenvalues stepping up one at a time with the theory's
-sigmoids beside them (Simon et al. 2023, Fig. 1B), the loss staircase, observed vs predicted
-step times. The last two are the stepwise report's own."""
+sigmoids beside them and the loss falling one unit per step (Simon et al. 2023, Fig. 1A/B), and
+observed vs predicted step times (the stepwise report's own)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from dynamics_lab.phenomena.stepwise.figures import (
     _title,
     _values,
     _xlim,
-    loss_figure,
     timing_figure,
 )
 from dynamics_lab.phenomena.stepwise_ssl.detector import EIG
@@ -78,6 +77,30 @@ def eigenvalue_figure(runs, cols, rows, col, row, path: Path) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("embedding cross-correlation eigenvalues (solid); dashed: small-init theory of "
                  "each mode; dots: observed half-way steps", fontsize=10)
+    return save(fig, path)
+
+
+def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
+    """The loss on a linear scale, as the paper plots it: one unit lost per learned mode."""
+    fig, axes = pyplot().subplots(len(rows), len(cols), figsize=(3.3 * len(cols),
+                                  2.7 * len(rows)), squeeze=False)
+    for ax, rv, cv, (r, frame, _) in _cells(runs, axes, rows, cols):
+        column = r.get("loss_metric") if r.get("loss_metric") in frame else "train/loss"
+        data = frame[["step", column]].dropna()
+        ax.plot(data["step"], data[column], color="k", lw=1.2)
+        for lo, hi in r.get("plateaus") if isinstance(r.get("plateaus"), list) else []:
+            ax.axvspan(lo, hi, color="tab:blue", alpha=0.12)
+        theory = r.get("theory_times") if isinstance(r.get("theory_times"), list) else []
+        for t in (t for t in theory if t is not None):
+            ax.axvline(t, color="tab:red", lw=0.9, ls="--")
+        ax.set_xlim(0, _xlim(r, frame))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("step", fontsize=8)
+        _title(ax, col, cv, row, rv, r)
+    axes[0][0].set_ylabel("||C - I||^2")
+    fig.suptitle("Barlow Twins loss with the plateaus read off it (shaded); dashed: predicted "
+                 "step times", fontsize=10)
     return save(fig, path)
 
 

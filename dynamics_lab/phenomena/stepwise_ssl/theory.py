@@ -7,7 +7,8 @@ W <- W + 4 lr (I - C) W Gamma. Along an eigenmode (gamma_j, v_j) of Gamma, while
 still small, W v_j grows by (1 + 4 lr gamma_j) per step; its strength q_j = gamma_j |W v_j|^2
 (the eigenvalue of C it becomes) obeys dq/dtau = 8 gamma_j q (1 - q) in flow time tau = lr step:
 the sigmoid of the paper's aligned-init solution, half-way at ln(1/q_j(0) - 1) / (8 gamma_j).
-In steps, with gradient descent's growth per step, t_j = ln(1/q_j(0) - 1) / (2 ln(1 + 4 lr gamma_j)).
+In steps, with gradient descent's growth per step,
+    t_j = ln(1/q_j(0) - 1) / (2 ln(1 + 4 lr gamma_j)).
 
 Initial strength from a random init (entries N(0, u0^2 / m)): mode j can only grow in the d - j
 embedding directions the stronger modes have not taken (they are held at 1 by the I - C factor),
@@ -16,7 +17,8 @@ so q_j(0) = gamma_j (u0^2 / m) chi^2_{d-j}. Its log-average, E ln chi^2_k = psi(
 with the exact projection of each seed's init the half-times agree within 1%; the log-average
 agrees within ~3% on average, single seeds scatter ~5-13% (most for the last mode, one direction
 left: chi^2 with one degree of freedom). Only the min(d, k) strongest modes are learned; no
-prediction where q_j(0) > 0.1 (the init is not small for that mode).
+prediction where q_j(0) > 1/81: a rise from 10% to 90% takes a growth of ln 81, so a smaller
+head start leaves no plateau before it (the init is not small for that mode).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import math
 import numpy as np
 from scipy.special import digamma
 
-MAX_INITIAL = 0.1  # no prediction when a mode starts above this strength
+MAX_INITIAL = 1 / 81  # no prediction when a mode starts above this strength
 
 
 def initial_strength(gamma: float, index: int, embed_dim: int, in_dim: int,

@@ -12,7 +12,8 @@ by a running median of three evaluations.
                  for sustain_evals evaluations: the search length is this step
   tune end       first evaluation from which the loss stays at or below tuned_fraction x chance
                  for sustain_evals evaluations: the tuning length is tune end - search end
-  found          during the search the alignment rose from its first value a0 to at least
+  found          during the search the alignment (interpolated at the search end, as it is
+                 sampled on its own schedule) rose from its first value a0 to at least
                  min_alignment_gain x a0, and by at least min_rise_share of its whole rise
                  (a0 -> its maximum): the features were found while the loss still sat at log 2
 `detected` needs the plateau, a search of at least min_search_evals evaluations, the features
@@ -26,11 +27,12 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
-from dynamics_lab.phenomena.curves import rolling_median, series, sustained, value_at
+from dynamics_lab.phenomena.curves import rolling_median, series, sustained
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
@@ -119,8 +121,9 @@ class Xor(Detector):
             return self.undetermined(f"still searching at step {format_step(steps[-1])} "
                                      f"(loss {smooth[-1]:.3g})", **fields)
         search_end = float(steps[end_i])
-        a_end = value_at(a_steps, align, search_end)
-        share = (a_end - a0) / (a_max - a0) if a_end is not None and a_max > a0 else 0.0
+        # Interpolated: the alignment is sampled on its own (log-spaced) schedule.
+        a_end = float(np.interp(search_end, a_steps, align))
+        share = (a_end - a0) / (a_max - a0) if a_max > a0 else 0.0
         fields.update(search_end=int(search_end), search_length=int(search_end),
                       alignment_at_search_end=a_end, rise_share=share)
         tune_i = sustained(smooth <= c.tuned_fraction * chance, c.sustain_evals, end_i)
@@ -128,7 +131,7 @@ class Xor(Detector):
             tune_end = float(steps[tune_i])
             fields.update(tune_end=int(tune_end), tuning_length=int(tune_end - search_end))
         search = (f"loss at chance for {format_step(search_end)} steps ({end_i} evaluations), "
-                  f"alignment {a0:.3f}->{a_end if a_end is not None else float('nan'):.3f} "
+                  f"alignment {a0:.3f}->{a_end:.3f} "
                   f"({share:.0%} of its rise to {a_max:.3f})")
         if end_i < c.min_search_evals:
             return self.verdict(
@@ -136,7 +139,7 @@ class Xor(Detector):
                 f"the loss left chance after {end_i} evaluations (need {c.min_search_evals})",
                 f"no find-then-tune: the loss fell at once (step {format_step(search_end)})",
                 **fields)
-        if a_end is None or a_end < c.min_alignment_gain * a0 or share < c.min_rise_share:
+        if a_end < c.min_alignment_gain * a0 or share < c.min_rise_share:
             return self.verdict(
                 Outcome.NOT_DETECTED,
                 f"{search}: the features were not found during the search (need "
@@ -158,4 +161,19 @@ class Xor(Detector):
         from dynamics_lab.phenomena.xor.figures import write_figures
 
         return write_figures(view)
+
+    def sweep_lines(self, view) -> list[str]:
+        from dynamics_lab.phenomena.growth import format_exponent
+        from dynamics_lab.phenomena.xor.figures import DIMENSION, scaling_table
+
+        if DIMENSION not in view.axes or "outcome" not in view.table:
+            return []
+        lines = []
+        for _, fit in scaling_table(view.table).iterrows():
+            line = f"{fit['quantity']} ~ d^{format_exponent(fit.to_dict())} over {fit['n']} sizes"
+            if math.isfinite(fit["paper"]):
+                line += (f" (paper: d polylog(d) samples, exponent ~{fit['paper']:g} at a fixed "
+                         "batch size)")
+            lines.append(line)
+        return lines
 

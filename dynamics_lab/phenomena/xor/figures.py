@@ -86,8 +86,11 @@ def scaling_table(table: pd.DataFrame, axis: str = DIMENSION) -> pd.DataFrame:
     for column, *_ in LENGTHS:
         if axis in done and column in done:
             fit = growth_exponent(done[axis], done[column])
-            rows.append(dict(quantity=column, axis=axis, **fit, paper=PAPER_EXPONENT,
-                             paper_note="Glasgow 2023: d polylog(d) samples (near-linear)"))
+            search = column == "search_length"
+            rows.append(dict(quantity=column, axis=axis, **fit,
+                             paper=PAPER_EXPONENT if search else float("nan"),
+                             paper_note="Glasgow 2023: d polylog(d) samples (near-linear)"
+                             if search else ""))
     return pd.DataFrame(rows)
 
 

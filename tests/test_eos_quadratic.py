@@ -1,0 +1,111 @@
+"""Second-order regression: the quadratic model against its explicit formula and brute-force
+Jacobians and Hessians, the sharpness measurement on it against a dense Hessian, a short run
+that sharpens only when the second-order term is on, and the shipped sweep's verdicts."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dynamics_lab.config import load_experiment
+from dynamics_lab.linalg.hessian_rank import dense_hessian
+from dynamics_lab.losses import squared
+from dynamics_lab.measure.hessian import HessianSpectrum
+from dynamics_lab.models.quadratic import QuadraticConfig, QuadraticModel
+from dynamics_lab.phenomena import detect
+from dynamics_lab.tasks.base import TaskSpec
+from dynamics_lab.tracking.metrics import read_metrics
+from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.runner import execute
+
+
+def model(dim=6, outputs=2, params=5, curvature=0.7, seed=0):
+    torch.manual_seed(seed)
+    net = QuadraticModel(QuadraticConfig(n_params=params, curvature=curvature),
+                         TaskSpec((dim,), outputs, "squared")).double()
+    with torch.no_grad():
+        net.theta.normal_()  # away from theta = 0, where the second-order term vanishes
+    return net
+
+
+def test_forward_is_f0_plus_j_theta_plus_half_theta_q_theta():
+    net = model()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    theta, jac, hess = net.theta.detach(), net.jacobian, net.hessians
+    phi = x / 6**0.5
+    expected = torch.stack([torch.stack([
+        sum(phi[n, k] * (jac[k, o] @ theta + 0.5 * theta @ hess[k, o] @ theta) for k in range(6))
+        for o in range(2)]) for n in range(4)])
+    assert torch.allclose(net(x), expected, atol=1e-12)
+    assert torch.allclose(hess, hess.transpose(-1, -2))  # each Q symmetric
+    assert net(torch.zeros(3, 6, dtype=torch.float64)).abs().max() == 0  # f0 = 0
+
+
+def test_per_example_jacobian_and_hessian_are_the_feature_weighted_j_and_q():
+    net = model()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    theta = net.theta.detach().clone()
+
+    def f(t):
+        return torch.func.functional_call(net, {"theta": t}, (x,))
+
+    jac = torch.func.jacrev(f)(theta)  # (3, 2, 5)
+    hess = torch.func.hessian(f)(theta)  # (3, 2, 5, 5)
+    phi = x / 6**0.5
+    q = torch.einsum("nk,kopq->nopq", phi, net.hessians)
+    assert torch.allclose(hess, q, atol=1e-12)
+    assert torch.allclose(jac, torch.einsum("nk,kop->nop", phi, net.jacobian)
+                          + torch.einsum("nopq,q->nop", q, theta), atol=1e-12)
+
+
+def test_sharpness_callback_equals_the_dense_hessian_top_eigenvalue():
+    net = model(curvature=1.0)
+    x, y = torch.randn(8, 6, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    top = float(torch.linalg.eigvalsh(dense_hessian(net, squared, (x, y)))[-1])
+
+    class Stub:
+        global_step, callbacks, loggers, optimizers = 0, [], [], []
+
+    measured = HessianSpectrum(probe=(x, y), loss_fn=squared, tol=1e-8).run(Stub(), net)
+    assert measured["hessian/lambda_max"] == pytest.approx(top, rel=1e-6)
+
+
+def short_run(tmp_path, curvature: float):
+    config = load_experiment("eos_quadratic", overrides=[
+        f"model.curvature={curvature}", "optim.lr=3.0", "trainer.max_steps=300",
+        "trainer.eval_every=100", "measure.hessian.every=25", "trainer.device=cpu",
+        "logging.wandb=false"])
+    run = RunDir.create(tmp_path / f"run_{curvature}", config.to_dict(), seed=0)
+    result = execute(run, echo=lambda *a: None)
+    assert result.status == "completed", result.error
+    return read_metrics(run.path)["hessian/lambda_max"].dropna().to_numpy(), config
+
+
+def test_second_order_term_sharpens_and_the_linear_model_does_not(tmp_path):
+    sharp, config = short_run(tmp_path, 0.35)
+    flat, _ = short_run(tmp_path, 0.0)
+    assert sharp[-1] > 2.5 * sharp[0] and sharp[-1] > 0.85 * 2 / 3.0  # most of the way to 2/eta
+    assert flat.max() == pytest.approx(flat.min(), rel=1e-6)  # constant NTK: no sharpening
+    assert flat[0] < 0.3 * 2 / 3.0
+    frame = read_metrics(tmp_path / "run_0.0")
+    verdict = detect("eos_quadratic", frame, config.to_dict())
+    assert verdict.outcome == "not_detected" and "levelled off below 2/eta" in verdict.reason, \
+        verdict.reason
+
+
+@pytest.mark.slow
+def test_shipped_sweep_reaches_the_edge_only_with_the_second_order_term(tmp_path):
+    from dynamics_lab.cli import app
+
+    result = CliRunner().invoke(app, ["run", "eos_quadratic", "--sweep", "--workers", "1",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    verdicts = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.rglob("verdict.json")}
+    assert len(verdicts) == 12
+    for run_id, v in verdicts.items():
+        lr = float(run_id.split(",")[0].removeprefix("lr="))
+        if "curvature=0.0," in run_id or lr == 2.0:  # linear model, or eta too small
+            assert v["outcome"] == "not_detected" and v["crossing_step"] is None, v["summary"]
+        else:
+            assert v["detected"] and v["start_ratio"] < 0.5, v["summary"]

@@ -33,11 +33,16 @@ def sweep_config(sweep_dir: Path, manifest: dict) -> dict:
     return {}
 
 
-def _loaders(sweep_dir: Path) -> tuple[Callable, Callable]:
+def _loaders(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Callable, Callable]:
+    skipped: set[str] = set()
+
     def metrics(run_id: str) -> pd.DataFrame | None:
         try:
             return read_metrics(Path(sweep_dir) / run_id)
-        except (OSError, MetricsError):
+        except (OSError, MetricsError) as exc:
+            if run_id not in skipped:  # figures ask for a run more than once; warn once
+                skipped.add(run_id)
+                echo(f"warning: skipping run {run_id} in the figures: {exc}")
             return None
 
     def config(run_id: str) -> dict:
@@ -94,7 +99,7 @@ def _write_files(sweep_dir: Path, manifest: dict, config: dict, table: pd.DataFr
     echo(format_cells(cells, axes, fields))
     finished = table[table["status"].isin([s.value for s in FINISHED])]
     if len(finished):
-        view = SweepView(finished.reset_index(drop=True), axes, out, *_loaders(sweep_dir))
+        view = SweepView(finished.reset_index(drop=True), axes, out, *_loaders(sweep_dir, echo))
         written += detector.figures(view)
         for line in detector.sweep_lines(view):
             echo(line)

@@ -2,10 +2,11 @@
 whole processes, and the sharpness measurement's share of the edge-of-stability quick run.
 
 - tiny: the stepwise deep linear network (8-16-8, 256 examples, full-batch GD, one thread, 2 000
-  steps, no measurements) through dynlab's Trainer and through a plain loop doing the same work
-  (the loss read back every `log_every` steps, a train/val evaluation every `eval_every`), in one
-  process, alternating. Prints ms per step, dynlab's overhead per step and the whole-run ratio
-  (Trainer construction included). Targets: overhead < 0.05 ms/step, ratio < 1.5.
+  steps, no measurements, the loss logged every 250 steps like the evaluations) through dynlab's
+  Trainer and through a plain loop doing the same work (the loss read back every `log_every`
+  steps, a train/val evaluation every `eval_every`), in one process, alternating. Prints ms per
+  step, dynlab's overhead per step (everything included: Trainer construction, fit setup, the
+  final checkpoint) and the whole-run ratio. Targets: overhead < 0.05 ms/step, ratio < 1.5.
 - grokking: `dynlab run grokking` (quick profile, W&B off) against a plain script that imports
   torch alone and trains the same network on the same table with the same evaluations, each a
   fresh process from the shell, alternating. Target: ratio < 1.05.
@@ -15,7 +16,7 @@ whole processes, and the sharpness measurement's share of the edge-of-stability 
 Every line prints wall-clock and CPU time (this process's, or the child's): on a shared machine
 the CPU ratio is the steadier one. Medians over `--repeats`, with the spread (max/min).
 
-    python benchmarks/overhead.py [--parts tiny grokking eos] [--repeats 5]
+    python benchmarks/overhead.py [--parts tiny grokking eos] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ def build(config):
     return task, MODELS.build(config.model, task.spec)
 
 
-def run_dynlab(config, root: Path, callbacks=(), **module_options) -> Clock:
-    """One run through runner.build_trainer, timed from Trainer construction to fit's end."""
+def run_dynlab(config, root: Path, callbacks=(), **module_options) -> tuple[Clock, Path]:
+    """One run through runner.build_trainer, timed from Trainer construction to fit's end;
+    the clock and the run's metrics.csv."""
     from dynamics_lab.tracking.metrics import LocalMetricsLogger
     from dynamics_lab.tracking.rundir import RunDir
     from dynamics_lab.train.module import DynamicsModule
@@ -93,7 +95,7 @@ def run_dynlab(config, root: Path, callbacks=(), **module_options) -> Clock:
         trainer = build_trainer(config, run, "cpu", [LocalMetricsLogger(run.path)],
                                 list(callbacks))
         trainer.fit(module, datamodule=task)
-    return clock
+    return clock, run.metrics_path
 
 
 def run_plain(config) -> Clock:
@@ -137,7 +139,7 @@ def bench_tiny(repeats: int) -> None:
         run_plain(config), run_dynlab(config, Path(tmp))  # warm-up: allocator, kernels
         for _ in range(repeats):
             rows["plain"].append(run_plain(config))
-            rows["dynlab"].append(run_dynlab(config, Path(tmp)))
+            rows["dynlab"].append(run_dynlab(config, Path(tmp))[0])
     for kind in ("wall", "cpu"):
         plain = [getattr(c, kind) for c in rows["plain"]]
         ours = [getattr(c, kind) for c in rows["dynlab"]]
@@ -212,6 +214,7 @@ def bench_grokking(repeats: int) -> None:
 
 def bench_eos(repeats: int) -> None:
     from dynamics_lab.config import load_experiment
+    from dynamics_lab.tracking.metrics import read_metrics
     from dynamics_lab.train.runner import build_measurements
 
     config = load_experiment("edge_of_stability")
@@ -223,21 +226,27 @@ def bench_eos(repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             for name, cfg in (("without", bare), ("with", config)):
-                clock = run_dynlab(cfg, Path(tmp), build_measurements(cfg))
+                clock, metrics = run_dynlab(cfg, Path(tmp), build_measurements(cfg))
                 walls[name].append(clock.wall)
                 cpus[name].append(clock.cpu)
+        matvecs = read_metrics(metrics)["hessian/matvecs"].dropna()
     for kind, rows in (("wall", walls), ("cpu", cpus)):
         shares = [(w - wo) / w for w, wo in zip(rows["with"], rows["without"])]
         print(f"  {kind:4}: " + summary("without", rows["without"], " s") + "  "
               + summary("with", rows["with"], " s") + f"  measurement share "
               f"{statistics.median(shares):.1%} (target < 25%)")
+    cost = statistics.median(rows["with"]) - statistics.median(rows["without"])
+    print(f"  {len(matvecs)} measurements, {matvecs.mean():.1f} Hessian-vector products each "
+          f"(median {matvecs.median():.0f}, max {matvecs.max():.0f}); "
+          f"{cost / len(matvecs) * 1e3:.1f} ms CPU per measurement, "
+          f"{cost / matvecs.sum() * 1e3:.2f} ms per product")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["tiny", "grokking", "eos"],
                         choices=["tiny", "grokking", "eos"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--plain-grokking", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_grokking:

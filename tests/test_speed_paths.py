@@ -236,8 +236,9 @@ def test_a_diverged_run_logs_its_last_evaluation_at_the_steps_it_took(tmp_path):
     assert rows[-1].split(",")[0] == str(last + 1), "the parameters after last + 1 updates"
 
 
-def test_a_run_imports_neither_plotting_nor_scipy_nor_wandb(tmp_path):
-    config = tiny("phenomenon=null", "logging.wandb=false")
+def test_a_run_imports_neither_plotting_nor_scipy_nor_wandb(tmp_path, tiny_overrides):
+    # Grokking, verdict included: its detector needs no scipy (stepwise's theory does).
+    config = load_experiment("grokking", "quick", [*tiny_overrides, "logging.wandb=false"])
     run = RunDir.create(tmp_path / "run", config.to_dict(), config.seed)
     script = ("import sys, json\n"
               "from dynamics_lab.train.worker import run_one\n"
@@ -248,3 +249,4 @@ def test_a_run_imports_neither_plotting_nor_scipy_nor_wandb(tmp_path):
                          check=True, env={**os.environ, "WANDB_MODE": "disabled"})
     status, imported = json.loads(out.stdout.strip().splitlines()[-1])
     assert status == "completed" and imported == []
+    assert json.loads((run.path / "verdict.json").read_text())["phenomenon"] == "grokking"

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from dynamics_lab.phenomena.base import Outcome
 
@@ -63,6 +62,8 @@ class PowerLawFit:
 def fit_power_law(x, y, confidence: float = 0.95) -> PowerLawFit:
     """Exponent of y ~ x^-exponent with a Student-t confidence interval (scipy linregress),
     and whether the points follow a power law at all (module docstring)."""
+    from scipy import stats  # here, not at the top: runs of other phenomena skip scipy
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
     x, y = x[keep], y[keep]
@@ -88,6 +89,8 @@ def _residual(features: np.ndarray, v: np.ndarray) -> tuple[float, np.ndarray, n
 
 def judge_power_law(x: np.ndarray, log_y: np.ndarray, confidence: float) -> tuple[Outcome, str]:
     """Do the points follow a power law rather than an exponential or a bending curve?"""
+    from scipy import stats
+
     sizes = len(np.unique(x))
     u, ones = np.log(x), np.ones(len(x))
     ss_power, _, _ = _residual(np.column_stack([ones, u]), log_y)

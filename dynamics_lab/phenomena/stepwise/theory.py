@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import math
 
-from scipy.integrate import quad
-
 # depth -> factor on u0^depth / 2, fitted to simulated networks (module docstring)
 FITTED_INIT = {4: 1.35, 5: 1.5}
 MAX_DEPTH = 5
@@ -50,6 +48,8 @@ def theory_half_times(singular_values: list[float], lr: float, init_scale: float
 
     None where the init is not small for that mode (m0 > s / 10): there is no plateau to predict.
     """
+    from scipy.integrate import quad  # here, not at the top: runs of other phenomena skip scipy
+
     out: list[float | None] = []
     m0 = initial_strength(init_scale, depth)
     for s in singular_values:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import digamma
 
 MAX_INITIAL = 1 / 81  # no prediction when a mode starts above this strength
 
@@ -34,6 +33,8 @@ MAX_INITIAL = 1 / 81  # no prediction when a mode starts above this strength
 def initial_strength(gamma: float, index: int, embed_dim: int, in_dim: int,
                      init_scale: float) -> float:
     """Log-average q_j(0) = gamma u0^2 / m * exp(E ln chi^2_{d-j}) of mode `index` (module doc)."""
+    from scipy.special import digamma  # here, not at the top: runs of other phenomena skip scipy
+
     free = embed_dim - index
     return gamma * init_scale**2 / in_dim * math.exp(digamma(free / 2) + math.log(2))
 

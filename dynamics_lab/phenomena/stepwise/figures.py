@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -166,15 +167,21 @@ def timing_figure(table: pd.DataFrame, col: str | None, row: str | None,
     return save(fig, path)
 
 
-def write_figures(view) -> list[Path]:
+def grid_figures(view, panels: dict[str, Callable]) -> list[Path]:
+    """Each `file name -> figure(runs, cols, rows, col, row, path)` over the sweep's grid, then
+    the observed-vs-theory step times (shared by the stepwise phenomena)."""
     table, out = view.table, view.out
     col, row = _grid(table, view.axes)
     runs = _runs(view, col, row)
     if not runs:
         return []
     cols, rows = _values(table, col), _values(table, row)
-    written = [mode_figure(runs, cols, rows, col, row, out / "mode_strengths.png"),
-               loss_figure(runs, cols, rows, col, row, out / "loss_plateaus.png")]
+    written = [figure(runs, cols, rows, col, row, out / name) for name, figure in panels.items()]
     timing = timing_figure(table, col, row, out / "step_times.png")
     return written + ([timing] if timing else [])
+
+
+def write_figures(view) -> list[Path]:
+    return grid_figures(view, {"mode_strengths.png": mode_figure,
+                               "loss_plateaus.png": loss_figure})
 

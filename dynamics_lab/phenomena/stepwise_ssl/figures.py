@@ -11,11 +11,9 @@ import numpy as np
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 from dynamics_lab.phenomena.stepwise.figures import (
     _cells,
-    _grid,
     _title,
-    _values,
     _xlim,
-    timing_figure,
+    grid_figures,
 )
 from dynamics_lab.phenomena.stepwise_ssl.detector import EIG
 from dynamics_lab.phenomena.stepwise_ssl.theory import initial_strength, ssl_curve, theory_for
@@ -105,13 +103,5 @@ def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
 
 
 def write_figures(view) -> list[Path]:
-    table, out = view.table, view.out
-    col, row = _grid(table, view.axes)
-    runs = _runs(view, col, row)
-    if not runs:
-        return []
-    cols, rows = _values(table, col), _values(table, row)
-    written = [eigenvalue_figure(runs, cols, rows, col, row, out / "embedding_eigenvalues.png"),
-               loss_figure(runs, cols, rows, col, row, out / "loss_plateaus.png")]
-    timing = timing_figure(table, col, row, out / "step_times.png")
-    return written + ([timing] if timing else [])
+    return grid_figures(view, {"embedding_eigenvalues.png": eigenvalue_figure,
+                               "loss_plateaus.png": loss_figure})

@@ -1,5 +1,5 @@
 """Framework overhead against plain PyTorch, side by side: a tiny model, the grokking quick run as
-whole processes, and the sharpness measurement's share of the edge-of-stability quick run.
+whole processes, and the sharpness measurement's overhead on the edge-of-stability quick run.
 
 - tiny: the stepwise deep linear network (8-16-8, 256 examples, full-batch GD, one thread, 2 000
   steps, no measurements, the loss logged every 250 steps like the evaluations) through dynlab's
@@ -10,8 +10,11 @@ whole processes, and the sharpness measurement's share of the edge-of-stability 
 - grokking: `dynlab run grokking` (quick profile, W&B off) against a plain script that imports
   torch alone and trains the same network on the same table with the same evaluations, each a
   fresh process from the shell, alternating. Target: ratio < 1.05.
-- eos: the edge-of-stability quick run with and without `measure.hessian`, in one process;
-  the measurement's share of the run's wall time. Target: < 25%.
+- eos: the edge-of-stability quick run without `measure.hessian` and with it at the config's
+  cadence (and every 25 steps, the former cadence, for comparison), in one process, alternating.
+  Prints the overhead relative to the bare run, (with - without) / without, and the share of the
+  run's time, (with - without) / with, and one measurement's cost in training steps.
+  Target: overhead < 25% of the bare run, at the config's cadence.
 
 Every line prints wall-clock and CPU time (this process's, or the child's): on a shared machine
 the CPU ratio is the steadier one. Medians over `--repeats`, with the spread (max/min).
@@ -34,6 +37,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+COMPARE_EVERY = 25  # the edge-of-stability sharpness cadence before issue #14
 
 
 class Clock:
@@ -210,7 +214,7 @@ def bench_grokking(repeats: int) -> None:
               + " (target < 1.05)")
 
 
-# -- edge of stability: the sharpness measurement's share ---------------------------------------
+# -- edge of stability: the sharpness measurement's overhead ------------------------------------
 
 def bench_eos(repeats: int) -> None:
     from dynamics_lab.config import load_experiment
@@ -218,28 +222,45 @@ def bench_eos(repeats: int) -> None:
     from dynamics_lab.train.runner import build_measurements
 
     config = load_experiment("edge_of_stability")
-    bare = load_experiment("edge_of_stability", overrides=["measure.hessian=null"])
-    print(f"eos: edge_of_stability quick ({config.trainer.max_steps} steps), with and without "
-          f"measure.hessian (every {config.measure['hessian'].every} steps)")
-    walls: dict[str, list[float]] = {"with": [], "without": []}
-    cpus: dict[str, list[float]] = {"with": [], "without": []}
+    every, steps = config.measure["hessian"].every, config.trainer.max_steps
+    configs = {"without": load_experiment("edge_of_stability", overrides=["measure.hessian=null"]),
+               f"every {every}": config}
+    if every != COMPARE_EVERY:  # the former cadence, for before/after in one process
+        configs[f"every {COMPARE_EVERY}"] = load_experiment(
+            "edge_of_stability", overrides=[f"measure.hessian.every={COMPARE_EVERY}"])
+    print(f"eos: edge_of_stability quick ({steps} steps), without measure.hessian and with it "
+          f"every {every} steps (the config)"
+          + (f" and every {COMPARE_EVERY} (for comparison)" if len(configs) > 2 else ""))
+    walls: dict[str, list[float]] = {name: [] for name in configs}
+    cpus: dict[str, list[float]] = {name: [] for name in configs}
+    matvecs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
-            for name, cfg in (("without", bare), ("with", config)):
-                clock, metrics = run_dynlab(cfg, Path(tmp), build_measurements(cfg))
+            for name, cfg in configs.items():
+                callbacks = build_measurements(cfg) if name != "without" else ()
+                clock, metrics = run_dynlab(cfg, Path(tmp), callbacks)
                 walls[name].append(clock.wall)
                 cpus[name].append(clock.cpu)
-        matvecs = read_metrics(metrics)["hessian/matvecs"].dropna()
+                if name != "without":
+                    matvecs[name] = read_metrics(metrics)["hessian/matvecs"].dropna()
     for kind, rows in (("wall", walls), ("cpu", cpus)):
-        shares = [(w - wo) / w for w, wo in zip(rows["with"], rows["without"])]
-        print(f"  {kind:4}: " + summary("without", rows["without"], " s") + "  "
-              + summary("with", rows["with"], " s") + f"  measurement share "
-              f"{statistics.median(shares):.1%} (target < 25%)")
-    cost = statistics.median(rows["with"]) - statistics.median(rows["without"])
-    print(f"  {len(matvecs)} measurements, {matvecs.mean():.1f} Hessian-vector products each "
-          f"(median {matvecs.median():.0f}, max {matvecs.max():.0f}); "
-          f"{cost / len(matvecs) * 1e3:.1f} ms CPU per measurement, "
-          f"{cost / matvecs.sum() * 1e3:.2f} ms per product")
+        print(f"  {kind:4}: " + "  ".join(summary(name, values, " s")
+                                          for name, values in rows.items()))
+        bare = rows["without"]
+        for name in matvecs:
+            over = [(w - wo) / wo for w, wo in zip(rows[name], bare)]
+            share = [(w - wo) / w for w, wo in zip(rows[name], bare)]
+            print(f"  {kind:4}: {name}: overhead {statistics.median(over):.1%} of the bare run"
+                  + (" (target < 25%)" if name == f"every {every}" else "")
+                  + f", {statistics.median(share):.1%} of the run's time")
+    bare_step = statistics.median(cpus["without"]) / steps
+    for name, counts in matvecs.items():
+        cost = statistics.median(cpus[name]) - statistics.median(cpus["without"])
+        print(f"  {name}: {len(counts)} measurements, {counts.mean():.1f} Hessian-vector products "
+              f"each (median {counts.median():.0f}, max {counts.max():.0f}); "
+              f"{cost / len(counts) * 1e3:.1f} ms CPU per measurement = "
+              f"{cost / len(counts) / bare_step:.0f} training steps, "
+              f"{cost / counts.sum() * 1e3:.2f} ms per product")
 
 
 def main() -> None:

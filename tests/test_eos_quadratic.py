@@ -71,9 +71,9 @@ def test_sharpness_callback_equals_the_dense_hessian_top_eigenvalue():
     assert measured["hessian/lambda_max"] == pytest.approx(top, rel=1e-6)
 
 
-def short_run(tmp_path, curvature: float):
+def short_run(tmp_path, curvature: float, lr: float = 3.0):
     config = load_experiment("eos_quadratic", overrides=[
-        f"model.curvature={curvature}", "optim.lr=3.0", "trainer.max_steps=300",
+        f"model.curvature={curvature}", f"optim.lr={lr}", "trainer.max_steps=300",
         "trainer.eval_every=100", "measure.hessian.every=25", "trainer.device=cpu",
         "logging.wandb=false"])
     run = RunDir.create(tmp_path / f"run_{curvature}", config.to_dict(), seed=0)
@@ -94,6 +94,21 @@ def test_second_order_term_sharpens_and_the_linear_model_does_not(tmp_path):
         verdict.reason
 
 
+def test_verdict_carries_the_two_variable_numbers(tmp_path):
+    """At eta = 4 the run crosses the edge by step ~20 and oscillates there: the other modes did
+    the sharpening, and after the crossing the top mode holds the edge and carries the loss."""
+    _, config = short_run(tmp_path, 0.35, lr=4.0)
+    frame = read_metrics(tmp_path / "run_0.35")
+    assert frame["second_order/ntk_lambda"].notna().sum() >= 300  # every step
+    verdict = detect("eos_quadratic", frame, config.to_dict()).to_dict()
+    assert verdict["crossing_step"] is not None and verdict["crossing_step"] < 100, verdict
+    assert verdict["drive_share_before_edge"] > 0.8, verdict
+    assert 0.8 < verdict["top_pull_vs_drive"] < 1.25, verdict
+    assert verdict["top_mode_loss_share"] > 0.5, verdict
+    bare = frame.drop(columns=[c for c in frame if c.startswith("second_order/")])
+    assert detect("eos_quadratic", bare, config.to_dict()).to_dict()["top_pull_vs_drive"] is None
+
+
 @pytest.mark.slow
 def test_shipped_sweep_reaches_the_edge_only_with_the_second_order_term(tmp_path):
     from dynamics_lab.cli import app
@@ -109,3 +124,9 @@ def test_shipped_sweep_reaches_the_edge_only_with_the_second_order_term(tmp_path
             assert v["outcome"] == "not_detected" and v["crossing_step"] is None, v["summary"]
         else:
             assert v["detected"] and v["start_ratio"] < 0.5, v["summary"]
+            # the two-variable picture: the other modes sharpen; at the edge the top mode's
+            # term holds x against them and carries the loss
+            assert v["drive_share_before_edge"] > 0.8, v
+            if v["loss_rise_fraction"] > 0.3:  # oscillating at the edge
+                assert 0.8 < v["top_pull_vs_drive"] < 1.25, v
+                assert v["top_mode_loss_share"] > 0.8, v

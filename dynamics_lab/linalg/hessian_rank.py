@@ -49,7 +49,7 @@ class RankEstimate:
     largest_dropped: float | None = None
 
 
-def _flat_function(model: nn.Module, fn):
+def flat_function(model: nn.Module, fn):
     """`fn(outputs)` as a function of the flat trainable parameters (buffers copied in)."""
     params = trainable_parameters(model)
     names, shapes = list(params), [p.shape for p in params.values()]
@@ -70,7 +70,7 @@ def dense_hessian(model: nn.Module, loss_fn: LossFn, batch: tuple[Tensor, Tensor
     Random layers use the fixed masks of `seed`, as in `hessian_vector_product`.
     """
     x, y = batch
-    call, flat = _flat_function(model, lambda out: loss_fn(out, y))
+    call, flat = flat_function(model, lambda out: loss_fn(out, y))
     with fixed_rng(seed, flat.device):
         h = torch.func.hessian(call)(flat, x)
     return (h + h.T) / 2
@@ -78,7 +78,7 @@ def dense_hessian(model: nn.Module, loss_fn: LossFn, batch: tuple[Tensor, Tensor
 
 def output_jacobian(model: nn.Module, x: Tensor) -> Tensor:
     """d outputs / d params on `x`, flattened to (n examples x outputs, dim)."""
-    call, flat = _flat_function(model, lambda out: out.reshape(-1))
+    call, flat = flat_function(model, lambda out: out.reshape(-1))
     return torch.func.jacrev(call)(flat, x)
 
 

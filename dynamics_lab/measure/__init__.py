@@ -11,8 +11,9 @@ from dynamics_lab.measure.hessian_rank import HessianRank  # noqa: F401
 from dynamics_lab.measure.memory_recall import MemoryRecall
 from dynamics_lab.measure.modes import Modes
 from dynamics_lab.measure.ntk import NTKAlignment
+from dynamics_lab.measure.second_order import SecondOrderModes
 from dynamics_lab.measure.signal_alignment import SignalAlignment
 
 __all__ = ["FeatureMetrics", "FourierProgress", "GradientStats", "HessianSpectrum", "Measurement",
            "MeasurementConfig", "MemoryRecall", "Modes", "NTKAlignment", "Schedule",
-           "SignalAlignment"]
+           "SecondOrderModes", "SignalAlignment"]

@@ -1,7 +1,8 @@
 """eos_quadratic figures: the edge-of-stability figure (sharpness with its 2/eta lines, loss
-beneath, at the nonzero curvature) and the paper's normalized view: eta x sharpness against step
-for every step size, second-order model (solid) beside the linear model with Q = 0 (dashed), so
-that every run's threshold is the same line at 2."""
+beneath, at the nonzero curvature), the paper's normalized view (eta x sharpness against step
+for every step size, second-order model solid beside the linear model with Q = 0 dashed, so
+that every run's threshold is the same line at 2) and the two-variable picture beside the
+measured curves (reduced.py): who sharpens, who holds the edge, who carries the loss."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from dynamics_lab.phenomena.curves import first_column
 from dynamics_lab.phenomena.edge_of_stability.detector import LOSSES, SHARPNESS
 from dynamics_lab.phenomena.edge_of_stability.figures import write_figures as eos_figures
+from dynamics_lab.phenomena.eos_quadratic.reduced import budget, reduced_variables
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 
 LR, CURVATURE = "optim.lr", "model.curvature"
@@ -53,12 +55,76 @@ def normalized_figure(view, path: Path) -> Path | None:
     bottom.set_yscale("log")
     bottom.set_ylabel("train loss")
     bottom.set_xlabel("step")
+    bottom.set_xscale("symlog", linthresh=10)  # the sharpening takes tens of steps
+    bottom.set_xlim(left=0)
     bottom.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def reduced_figure(view, path: Path, window: int = 50) -> Path | None:
+    """Per second-order run (colour: step size; fainter: later seeds): eta x top NTK eigenvalue
+    against eta x sharpness; the change of x per step split into the top mode's map term and the
+    drive from the other modes (means over an even `window`, so a two-cycle cancels); the loss
+    against the top mode's zeta^2 / 2."""
+    table = view.table
+    if LR not in table:
+        return None
+    if CURVATURE in table:
+        table = table[table[CURVATURE].astype(float) > 0]
+    plt = pyplot()
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7, 8.5), sharex=True,
+                                              gridspec_kw={"height_ratios": [3, 2, 2]})
+    palette, lrs, drawn = colors(), sorted(table[LR].unique()), False
+    seeds = sorted(table["seed"].unique()) if "seed" in table else [None]
+    for _, row in table.sort_values([LR, *(["seed"] if "seed" in table else [])]).iterrows():
+        frame, lr = view.metrics(row["run_id"]), float(row[LR])
+        variables = reduced_variables(frame, lr) if frame is not None else None
+        if variables is None or len(variables) < 2:
+            continue
+        colour = palette[lrs.index(row[LR]) % len(palette)]
+        seed = row["seed"] if "seed" in row else None
+        style = dict(color=colour, alpha=1.0 if seed == seeds[0] else 0.45)
+        top.plot(variables["step"], variables["x"], lw=1.4, **style,
+                 label=f"eta={lr:g}" + (f", seed {seed}" if seed is not None else ""))
+        column = first_column(frame, SHARPNESS)
+        if column is not None:
+            sharp = frame[["step", column]].dropna()
+            top.plot(sharp["step"], lr * sharp[column], lw=0, marker=".", ms=3, **style)
+        parts = budget(variables).rolling(window, min_periods=1, center=True).mean()
+        middle.plot(parts["step"], parts["drive"], lw=1.2, **style)
+        middle.plot(parts["step"], parts["top"], lw=1.2, ls="--", **style)
+        bottom.plot(variables["step"], variables["loss"], lw=1.2, **style)
+        bottom.plot(variables["step"], variables["top_share"] * variables["loss"], lw=1.0,
+                    ls="--", **style)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    top.axhline(2.0, color="k", lw=0.8, ls=":")
+    top.set_ylabel("x = eta lambda (edge: 2)")
+    top.set_title("two-variable picture: lines x from the top NTK mode, dots eta x sharpness",
+                  fontsize=9)
+    top.legend(fontsize=7, ncol=2)
+    middle.axhline(0.0, color="k", lw=0.6)
+    middle.set_ylabel(f"change of x per step\n({window}-step mean)")
+    middle.set_title("solid: drive from the other modes; dashed: the top mode's map term "
+                     "x (w^2 - 2 kappa w)", fontsize=9)
+    bottom.set_yscale("log")
+    bottom.set_ylabel("train loss")
+    bottom.set_title("solid: loss; dashed: the top mode's part zeta^2 / 2", fontsize=9)
+    bottom.set_xlabel("step")
+    bottom.set_xscale("symlog", linthresh=10)  # the sharpening takes tens of steps
+    bottom.set_xlim(left=0)
+    for ax in (top, middle, bottom):
+        ax.grid(alpha=0.3)
     return save(fig, path)
 
 
 def write_figures(view) -> list[Path]:
     written = eos_figures(view)
-    normalized = normalized_figure(view, view.out / "normalized_sharpness.png")
-    return written + ([normalized] if normalized else [])
+    for figure, name in ((normalized_figure, "normalized_sharpness.png"),
+                         (reduced_figure, "two_variable.png")):
+        path = figure(view, view.out / name)
+        written += [path] if path else []
+    return written
 

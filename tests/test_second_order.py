@@ -164,3 +164,18 @@ def test_refuses_a_loss_that_is_not_squared_at_setup():
     ok = SecondOrderModes(probe=(x, torch.randn(6, 3, dtype=torch.float64)), loss_fn=squared)
     ok.on_fit_start(Stub(), net)
     assert ok.run(Stub(), net)["second_order/ntk_lambda"] > 0
+
+
+def test_refuses_a_jacobian_too_big_to_hold():
+    net = quadratic(4, 3, 5)
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="18 residuals x 5 parameters = 90 entries"):
+        top_mode(net, (x, y), max_jacobian_entries=89)
+    assert top_mode(net, (x, y), max_jacobian_entries=90)["second_order/ntk_lambda"] > 0
+
+    class Stub:
+        global_step, callbacks, loggers, optimizers = 0, [], [], []
+
+    with pytest.raises(ValueError, match="90 entries"):  # at setup, not once per step
+        SecondOrderModes(probe=(x, y), loss_fn=squared,
+                         max_jacobian_entries=89).on_fit_start(Stub(), net)

@@ -16,7 +16,8 @@ with lambda_u' = u . K' u (phenomena/eos_quadratic/reduced.py iterates it). Logg
   second_order/a, second_order/b          the curvature along j and the size of Q_u j
   second_order/loss                       L on the probe (aligned with zeta: the top mode's
                                           share of the loss is zeta^2 / 2L)
-Exact (one Jacobian, one Hessian-vector product); for models whose P or m is in the thousands.
+Exact: one dense Jacobian (m x P, refused above `max_jacobian_entries`) and one Hessian-vector
+product per step; for models whose P or m is in the thousands.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Literal
 
 import lightning as L
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from typing_extensions import override
 
@@ -42,15 +44,22 @@ from dynamics_lab.registry import MEASUREMENTS
 class SecondOrderModesConfig(MeasurementConfig):
     name: Literal["second_order"] = "second_order"
     every: int = 1  # the two-variable map is a one-step map: compare consecutive steps
+    max_jacobian_entries: int = Field(20_000_000, ge=1)  # residuals x parameters held at once
 
 
-def top_mode(model: nn.Module, batch: tuple[Tensor, Tensor]) -> dict[str, float]:
+def top_mode(model: nn.Module, batch: tuple[Tensor, Tensor],
+             max_jacobian_entries: int | None = None) -> dict[str, float]:
     """The logged quantities (module docstring) at the model's current parameters."""
     x, y = batch
     call, flat = flat_function(model, lambda out: out.reshape(-1))
     with torch.no_grad():
         outputs = call(flat, x)
     n = x.shape[0]
+    entries = outputs.numel() * flat.numel()
+    if max_jacobian_entries is not None and entries > max_jacobian_entries:
+        raise ValueError(f"the Jacobian would hold {outputs.numel()} residuals x {flat.numel()} "
+                         f"parameters = {entries:,} entries (max_jacobian_entries="
+                         f"{max_jacobian_entries:,}): lower probe_size")
     r = (outputs - y.reshape(-1).to(outputs)).double()
     jac = torch.func.jacrev(call)(flat, x).double()  # (m, P)
     # The smaller Gram matrix: J J^T / n and J^T J / n share their nonzero eigenvalues.
@@ -91,7 +100,8 @@ class SecondOrderModes(Measurement):
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """The map holds for L = ||f - y||^2 / 2n only: any other loss is refused at setup."""
+        """Refused at setup: a loss other than ||f - y||^2 / 2n (the map holds for it only) and a
+        Jacobian too big to hold."""
         super().on_fit_start(trainer, pl_module)
         model = model_of(pl_module)
         if self.probe is None:
@@ -102,6 +112,10 @@ class SecondOrderModes(Measurement):
             actual = float(self.loss(pl_module)(outputs, y))
             r = outputs.reshape(-1) - y.reshape(-1).to(outputs) if outputs.numel() == y.numel() \
                 else None
+        size = outputs.numel() * sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if size > self.config.max_jacobian_entries:
+            raise ValueError(f"second_order's Jacobian would hold {size:,} entries (max_jacobian_"
+                             f"entries={self.config.max_jacobian_entries:,}): lower probe_size")
         expected = None if r is None else float(r.double() @ r.double()) / (2 * len(x))
         if expected is None or abs(actual - expected) > 1e-5 * (1.0 + abs(expected)):
             shown = "targets of another shape" if expected is None else f"{expected:.6g}"
@@ -111,4 +125,4 @@ class SecondOrderModes(Measurement):
     @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:
-        return top_mode(model, self.probe)
+        return top_mode(model, self.probe, self.config.max_jacobian_entries)

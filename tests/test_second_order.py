@@ -74,7 +74,7 @@ def test_top_mode_matches_dense_jacobian_and_hessians(make, n):
                     model.jacobian.shape[0], dtype=torch.float64)
     y = torch.randn(n, 2 if isinstance(model, TanhNet) else model.jacobian.shape[1],
                     dtype=torch.float64)
-    measured, expected = top_mode(model, (x, y)), brute_force(model, x, y)
+    measured, expected = top_mode(model, (x, y))[0], brute_force(model, x, y)
     assert measured.keys() == expected.keys()
     for key, value in expected.items():
         assert measured[key] == pytest.approx(float(value.detach()), rel=1e-8, abs=1e-12), key
@@ -84,32 +84,113 @@ def test_top_mode_matches_dense_jacobian_and_hessians(make, n):
     assert measured["second_order/a"] ** 2 <= measured["second_order/b"] * (1 + 1e-12)
 
 
-def test_the_map_is_gd_exactly_for_one_residual():
-    """One example, one output: the residual is the top mode, so x and |w| follow the map."""
-    net = quadratic(5, 1, 6, curvature=1.0, seed=2)
-    x, y = torch.randn(1, 5, dtype=torch.float64), torch.full((1, 1), 2.0, dtype=torch.float64)
-    lr = 0.9 / top_mode(net, (x, y))["second_order/ntk_lambda"]  # x0 = 0.9: sharpens to the edge
-    rows = []
-    for t in range(12):
-        m = top_mode(net, (x, y))
-        rows.append({"step": t, **m})
+def gd_rows(net, x, y, lr, steps):
+    """The measurement at every step of a plain GD run, as a metrics table."""
+    rows, previous = [], None
+    for t in range(steps):
+        metrics, previous = top_mode(net, (x, y), previous=previous)
+        rows.append({"step": t, **metrics})
         net.zero_grad()
         squared(net(x), y).backward()
         with torch.no_grad():
             net.theta -= lr * net.theta.grad
-    v = reduced_variables(pd.DataFrame(rows), lr)
+    return pd.DataFrame(rows)
+
+
+def test_the_map_is_gd_exactly_for_one_residual():
+    """One example, one output: the residual is the top mode, so x and |w| follow the map."""
+    net = quadratic(5, 1, 6, curvature=1.0, seed=2)
+    x, y = torch.randn(1, 5, dtype=torch.float64), torch.full((1, 1), 2.0, dtype=torch.float64)
+    lr = 0.9 / top_mode(net, (x, y))[0]["second_order/ntk_lambda"]  # x0 = 0.9
+    rows = gd_rows(net, x, y, lr, 12)
+    v = reduced_variables(rows, lr)
     x_next, w_next = step(v["x"].to_numpy()[:-1], v["w"].to_numpy()[:-1],
                           v["kappa"].to_numpy()[:-1])
     assert np.allclose(x_next, v["x"].to_numpy()[1:], rtol=1e-9)
     # w' is the new residual in the old step's curvature units (b moves with j): compare zeta
-    zeta = pd.DataFrame(rows)["second_order/zeta"].to_numpy()
+    zeta = rows["second_order/zeta"].to_numpy()
     big = zeta[:-1] > 1e-4  # below that, r = f - y cancels to a few digits in float64
     assert big.sum() >= 5
     assert np.allclose((np.abs(w_next) / v["w"].to_numpy()[:-1])[big], (zeta[1:] / zeta[:-1])[big],
                        rtol=1e-7)
     assert v["x"].max() > 1.0 and v["w"].max() > 0.05  # not a trivial stretch of the dynamics
-    assert np.allclose(budget(v)["drive"], 0, atol=1e-9)  # nothing left for other modes
+    table = budget(v)
+    assert len(table) == 11 and np.allclose(table["top"], table["dx"], rtol=1e-9)
+    assert np.allclose(table[["others", "turn"]], 0, atol=1e-9)  # one residual: nothing else
     assert np.allclose(v["top_share"], 1)  # the whole loss is the top mode's
+
+
+def test_the_map_is_the_top_modes_own_step_with_many_residuals():
+    """Many residuals: a GD step driven by the top mode's residual alone moves that mode's
+    curvature u . K u and its residual exactly as the map says; the full step does not."""
+    net = quadratic(6, 2, 9, curvature=1.5, seed=4)
+    x, y = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    metrics, coeffs = top_mode(net, (x, y))
+    lr = 1.7 / metrics["second_order/ntk_lambda"]
+    call, flat = flat_function(net, lambda out: out.reshape(-1))
+    jac = torch.func.jacrev(call)(flat, x)
+    zeta = metrics["second_order/zeta"]
+    moved = flat - lr * zeta * (jac.T @ coeffs)  # theta - eta zeta j: the top mode's own step
+    jac_after = torch.func.jacrev(call)(moved, x)
+    v = reduced_variables(pd.DataFrame([{"step": 0, **metrics}]), lr)
+    x_map, w_map = step(v["x"].to_numpy(), v["w"].to_numpy(), v["kappa"].to_numpy())
+    assert lr * float((jac_after.T @ coeffs).pow(2).sum()) == pytest.approx(x_map[0], rel=1e-9)
+    zeta_after = float(coeffs @ (call(moved, x) - y.reshape(-1)))
+    assert zeta_after / zeta == pytest.approx(w_map[0] / v["w"].iloc[0], rel=1e-9)
+    assert abs(w_map[0]) > 1e-2 and abs(x_map[0] / v["x"].iloc[0] - 1) > 1e-2  # a real step
+    # the measurement's previous-mode value is that u . K u, here after the full GD step
+    with torch.no_grad():
+        net.theta -= lr * torch.func.grad(lambda t: squared(torch.func.functional_call(
+            net, {"theta": t}, (x,)), y))(net.theta)
+    after, _ = top_mode(net, (x, y), previous=coeffs)
+    jac_full_step = torch.func.jacrev(call)(net.theta.detach().clone(), x)
+    expected = float((jac_full_step.T @ coeffs).pow(2).sum())
+    assert after["second_order/ntk_lambda_prev_mode"] == pytest.approx(expected, rel=1e-10)
+    assert after["second_order/ntk_lambda_prev_mode"] <= after["second_order/ntk_lambda"]
+    assert expected != pytest.approx(lr * x_map[0], rel=1e-3)  # the other residuals moved it
+
+
+def test_repeated_top_eigenvalue_takes_the_residuals_direction():
+    """K = I / 2 on two residuals: any unit u is an eigenvector; the one GD sees is r's."""
+    net = QuadraticModel(QuadraticConfig(n_params=2, curvature=0.0),
+                         TaskSpec((1,), 2, "squared")).double()
+    with torch.no_grad():
+        net.jacobian.copy_(torch.eye(2).reshape(1, 2, 2))  # f = theta: J = I, K = I / n
+    x = torch.ones(2, 1, dtype=torch.float64)  # two examples, phi = 1
+    # K = [[I, I], [I, I]] / 2 on (example, output): eigenvalue 1 twice, on (e_o, e_o) / sqrt 2
+    for y, share in (([[1.0, 0.0], [1.0, 0.0]], 1.0), ([[0.0, 1.0], [0.0, 1.0]], 1.0),
+                     ([[0.6, 0.8], [0.6, 0.8]], 1.0), ([[1.0, 0.0], [0.0, 0.0]], 0.5)):
+        y = torch.tensor(y, dtype=torch.float64)
+        metrics, _ = top_mode(net, (x, y))
+        assert metrics["second_order/ntk_lambda"] == pytest.approx(1.0)
+        assert metrics["second_order/ntk_lambda_2"] == pytest.approx(1.0)
+        # all of the residual's part in the top eigenspace is on the top mode, whatever its
+        # direction there (an arbitrary eigenvector would give 0 for some of these)
+        assert 0.5 * metrics["second_order/zeta"] ** 2 == pytest.approx(
+            share * metrics["second_order/loss"], rel=1e-12)
+
+
+def test_outputs_linear_in_the_parameters_have_no_curvature():
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2).double()
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    metrics, _ = top_mode(net, (x, y))
+    assert metrics["second_order/a"] == 0 and metrics["second_order/b"] == 0
+    assert metrics["second_order/ntk_lambda"] > 0
+
+
+@pytest.mark.parametrize("layer", [nn.Dropout(0.1), nn.BatchNorm1d(4)])
+def test_refuses_a_random_or_batch_coupled_forward(layer):
+    net = nn.Sequential(nn.Linear(3, 4), layer, nn.Tanh(), nn.Linear(4, 1)).double()
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+
+    class Stub:
+        global_step, callbacks, loggers, optimizers = 0, [], [], []
+
+    with pytest.raises(ValueError, match="deterministic per-example forward"):
+        SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), net)
+    net.eval()  # the same layers in eval mode are deterministic and per-example
+    SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), net)
 
 
 def test_map_fixed_cases_by_hand():
@@ -127,23 +208,64 @@ def test_map_fixed_cases_by_hand():
     assert abs(past["w"].iloc[-1]) > 1e-6 * 1.19**10
 
 
-def test_reduced_variables_and_budget_on_hostile_tables():
+def synthetic(steps, lam, zeta, a, b, previous, loss):
+    return pd.DataFrame({"step": steps, "second_order/ntk_lambda": lam,
+                         "second_order/zeta": zeta, "second_order/a": a, "second_order/b": b,
+                         "second_order/ntk_lambda_prev_mode": previous,
+                         "second_order/loss": loss})
+
+
+def test_budget_and_edge_numbers_by_hand():
+    # eta = 1; kappa = a / sqrt(b) = 0.5, w = sqrt(b) zeta: top = x (w^2 - 2 kappa w)
+    v = reduced_variables(synthetic(
+        steps=[0, 1, 2, 3, 5, 6], lam=[1.0, 1.5, 2.0, 1.9, 1.95, 2.0],
+        zeta=[0.0, 0.0, 0.1, 0.2, 0.1, 0.1], a=[0.5] * 6, b=[1.0] * 6,
+        previous=[np.nan, 1.4, 1.9, 1.95, 1.9, 1.98], loss=[1.0, 0.5, 0.02, 0.04, 0.01, 0.02]),
+        1.0)
+    assert list(v["kappa"]) == [0.5] * 6 and list(v["w"]) == [0.0, 0.0, 0.1, 0.2, 0.1, 0.1]
+    table = budget(v)
+    assert list(table["step"]) == [0, 1, 2, 5]  # 3 -> 5 is not one step
+    top = [0.0, 0.0, 2.0 * (0.01 - 0.1), 1.95 * (0.01 - 0.1)]
+    assert np.allclose(table["top"], top)
+    assert np.allclose(table["dx"], [0.5, 0.5, -0.1, 0.05])
+    assert np.allclose(table["turn"], [0.1, 0.1, -0.05, 0.02])  # lambda_max - u_prev . K u_prev
+    assert np.allclose(table["others"], table["dx"] - table["top"] - table["turn"])
+    numbers = edge_numbers(v, reach=0.95)  # x >= 1.9 first at step 2
+    assert numbers["edge_crossing_step"] == 2
+    assert numbers["others_share_before_edge"] == pytest.approx((0.4 + 0.4) / 1.0)
+    assert numbers["top_mode_loss_share"] == pytest.approx(np.median([0.25, 0.5, 0.5, 0.25]))
+    assert numbers["map_r2_after_edge"] is None  # two pairs after the crossing: too few
+    assert edge_numbers(v, reach=1.01)["edge_crossing_step"] is None  # never reached 2.02
+
+
+def test_map_r2_measures_how_much_of_the_top_modes_change_the_map_explains():
+    rng = np.random.default_rng(0)
+    steps = np.arange(60)
+    lam = np.full(60, 2.0)
+    zeta = np.abs(rng.normal(0.1, 0.05, 60))
+    x = lam
+    top = x * (zeta**2 - 2 * 0.5 * zeta)
+    for noise, low, high in ((0.0, 0.999, 1.0), (1.0, 0.3, 0.7), (3.0, -0.2, 0.3)):
+        others = noise * rng.normal(0, top.std(), 60)
+        previous = np.r_[np.nan, (x + top + others)[:-1]]  # u_prev . K u_prev = x + top + others
+        v = reduced_variables(synthetic(steps, lam, zeta, [0.5] * 60, [1.0] * 60, previous,
+                                        [1.0] * 60), 1.0)
+        r2 = edge_numbers(v)["map_r2_after_edge"]
+        assert low <= r2 <= high, (noise, r2)
+
+
+def test_reduced_variables_on_hostile_tables():
     assert reduced_variables(pd.DataFrame({"step": [0, 1]}), 1.0) is None  # columns missing
-    frame = pd.DataFrame({"step": [0, 1, 2, 4, 5], "second_order/ntk_lambda": [1, 1.1, 1.2, 1.3,
-                                                                               "x"],
-                          "second_order/zeta": [0, 0, 0, 0, 0],
-                          "second_order/a": [0, 0, 0, 0, 0], "second_order/b": [0, 0, 0, 0, 0],
-                          "second_order/loss": [1, 1, 1, np.inf, 1]})
+    frame = synthetic([0, 1, 2, 4, 5], [1, 1.1, 1.2, 1.3, "x"], [0] * 5, [0] * 5, [0] * 5,
+                      [np.nan, 1.1, 1.2, 1.3, 1.4], [1, 1, 1, np.inf, 1])
     v = reduced_variables(frame, 1.0)
     assert list(v["step"]) == [0, 1, 2]  # the non-numeric and non-finite rows dropped
-    assert (v["kappa"] == 0).all()  # b = 0: the linear model
-    table = budget(v)
-    assert np.allclose(table["drive"], [0.1, 0.1]) and (table["top"] == 0).all()
-    assert edge_numbers(v, None) == dict.fromkeys(
-        ("drive_share_before_edge", "top_pull_vs_drive", "top_mode_loss_share"))
-    numbers = edge_numbers(v, 2)
-    assert numbers["drive_share_before_edge"] == pytest.approx(1.0)
-    assert numbers["top_pull_vs_drive"] is None  # no pair of steps after the crossing
+    assert (v["kappa"] == 0).all()  # b = 0: outputs linear in the parameters
+    assert np.allclose(budget(v)["others"], [0.1, 0.1])
+    assert reduced_variables(frame.drop(columns=["second_order/ntk_lambda_prev_mode"]),
+                             1.0)["x_prev_mode"].isna().all()  # older runs: no turn split
+    assert budget(reduced_variables(frame.drop(columns=["second_order/ntk_lambda_prev_mode"]),
+                                    1.0)).empty
 
 
 def test_refuses_a_loss_that_is_not_squared_at_setup():
@@ -171,7 +293,7 @@ def test_refuses_a_jacobian_too_big_to_hold():
     x, y = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="18 residuals x 5 parameters = 90 entries"):
         top_mode(net, (x, y), max_jacobian_entries=89)
-    assert top_mode(net, (x, y), max_jacobian_entries=90)["second_order/ntk_lambda"] > 0
+    assert top_mode(net, (x, y), max_jacobian_entries=90)[0]["second_order/ntk_lambda"] > 0
 
     class Stub:
         global_step, callbacks, loggers, optimizers = 0, [], [], []

@@ -1,9 +1,10 @@
 """Progressive sharpening to the edge of stability in a model quadratic in its parameters
 (Agarwala, Pedregosa, Pennington 2022). The phenomenon is Cohen et al.'s, so the verdict is the
 edge-of-stability one with the same thresholds (phenomena/edge_of_stability): the sharpness
-starts below 2/eta, reaches it, stays within the band, and the loss falls. When the run logged
-the top NTK mode (measure/second_order.py), the verdict also carries the two-variable picture's
-numbers against the run (reduced.py): who sharpened, who held the edge, who carries the loss.
+starts below 2/eta, reaches it, stays within the band, and the loss falls. When a plain GD run
+logged the top NTK mode (measure/second_order.py), the verdict also carries the two-variable
+picture's numbers against the run (reduced.py): who sharpened, whether the map accounts for the
+top mode at the edge, and whether the run oscillates on that mode or settled just below.
 """
 
 from __future__ import annotations
@@ -26,9 +27,28 @@ class EosQuadraticConfig(EdgeOfStabilityConfig):
 
 @dataclass
 class EosQuadraticVerdict(EdgeOfStabilityVerdict):
-    drive_share_before_edge: float | None = None  # of the rise before the crossing (theory: 1)
-    top_pull_vs_drive: float | None = None  # after the crossing (theory: 1, the edge holds)
+    edge_crossing_step: int | None = None  # first step with eta x top NTK eigenvalue >= 2 reach
+    others_share_before_edge: float | None = None  # of the rise before it (picture: ~1)
+    map_r2_after_edge: float | None = None  # the map's term against the top mode's own change
     top_mode_loss_share: float | None = None  # median after the crossing
+
+
+def map_applies(experiment: dict) -> bool:
+    """Whether a run is plain full-batch GD on the full training set, as the map assumes: no
+    weight decay, no step-size schedule, no minibatches, the probe the whole training set."""
+    optim, trainer, task = (experiment.get(k) if isinstance(experiment.get(k), dict) else {}
+                            for k in ("optim", "trainer", "task"))
+    measure = experiment.get("measure") if isinstance(experiment.get("measure"), dict) else {}
+    probe = (measure.get("second_order") or {}).get("probe_size", 1024)
+    n_train, batch = task.get("n_train"), trainer.get("batch_size")
+    try:
+        return (optim.get("name") == "gd" and float(optim.get("lr") or 0) > 0
+                and not float(optim.get("weight_decay") or 0)
+                and not optim.get("warmup_steps") and not optim.get("decay_steps")
+                and n_train is not None and (batch is None or int(batch) >= int(n_train))
+                and int(probe) >= int(n_train))
+    except (TypeError, ValueError):
+        return False
 
 
 @PHENOMENA.register("eos_quadratic")
@@ -40,17 +60,18 @@ class EosQuadratic(EdgeOfStability):
 
     def judge(self, metrics: pd.DataFrame, experiment: dict) -> Verdict:
         verdict = super().judge(metrics, experiment)
-        optim = experiment.get("optim") if isinstance(experiment.get("optim"), dict) else {}
-        try:
-            lr = float(optim.get("lr") or 0)
-        except (TypeError, ValueError):
-            lr = 0.0
-        if optim.get("name") != "gd" or not lr > 0:
-            return verdict  # the map is plain GD's
-        variables = reduced_variables(metrics, lr)
+        if not map_applies(experiment):
+            return verdict
+        variables = reduced_variables(metrics, float(experiment["optim"]["lr"]))
         if variables is None:
             return verdict
-        return replace(verdict, **edge_numbers(variables, verdict.crossing_step))
+        numbers = edge_numbers(variables, self.config.reach_fraction)
+        share = numbers["top_mode_loss_share"]
+        if verdict.detected and share is not None:
+            how = ("oscillating on the top NTK mode" if share >= 0.5 else
+                   "settled just below the edge with the top NTK mode fit")
+            numbers["summary"] = f"{verdict.summary}; {how} ({share:.0%} of the loss on it)"
+        return replace(verdict, **numbers)
 
     def figures(self, view) -> list:
         from dynamics_lab.phenomena.eos_quadratic.figures import write_figures

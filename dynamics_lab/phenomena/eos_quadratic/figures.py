@@ -63,9 +63,8 @@ def normalized_figure(view, path: Path) -> Path | None:
 
 def reduced_figure(view, path: Path, window: int = 50) -> Path | None:
     """Per second-order run (colour: step size; fainter: later seeds): eta x top NTK eigenvalue
-    against eta x sharpness; the change of x per step split into the top mode's map term and the
-    drive from the other modes (means over an even `window`, so a two-cycle cancels); the loss
-    against the top mode's zeta^2 / 2."""
+    against eta x sharpness; the change of x per step split as reduced.budget does (means over
+    an even `window`, so a two-cycle cancels); the loss against the top mode's zeta^2 / 2."""
     table = view.table
     if LR not in table:
         return None
@@ -91,8 +90,9 @@ def reduced_figure(view, path: Path, window: int = 50) -> Path | None:
             sharp = frame[["step", column]].dropna()
             top.plot(sharp["step"], lr * sharp[column], lw=0, marker=".", ms=3, **style)
         parts = budget(variables).rolling(window, min_periods=1, center=True).mean()
-        middle.plot(parts["step"], parts["drive"], lw=1.2, **style)
+        middle.plot(parts["step"], parts["others"], lw=1.2, **style)
         middle.plot(parts["step"], parts["top"], lw=1.2, ls="--", **style)
+        middle.plot(parts["step"], parts["turn"], lw=1.0, ls=":", **style)
         bottom.plot(variables["step"], variables["loss"], lw=1.2, **style)
         bottom.plot(variables["step"], variables["top_share"] * variables["loss"], lw=1.0,
                     ls="--", **style)
@@ -107,8 +107,8 @@ def reduced_figure(view, path: Path, window: int = 50) -> Path | None:
     top.legend(fontsize=7, ncol=2)
     middle.axhline(0.0, color="k", lw=0.6)
     middle.set_ylabel(f"change of x per step\n({window}-step mean)")
-    middle.set_title("solid: drive from the other modes; dashed: the top mode's map term "
-                     "x (w^2 - 2 kappa w)", fontsize=9)
+    middle.set_title("solid: other modes; dashed: the top mode's map term x (w^2 - 2 kappa w); "
+                     "dotted: the top eigenvector turning", fontsize=8)
     bottom.set_yscale("log")
     bottom.set_ylabel("train loss")
     bottom.set_title("solid: loss; dashed: the top mode's part zeta^2 / 2", fontsize=9)

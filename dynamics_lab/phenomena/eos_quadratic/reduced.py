@@ -5,12 +5,14 @@ stability), w = eta sqrt(b) zeta (the top mode's residual in units of its curvat
 kappa = a / sqrt(b) in [-1, 1] (the cosine between the mode's gradient direction and its
 curvature image), one GD step is the map
     x' = x (1 - 2 kappa w + w^2),        w' = w (1 - x + kappa x w / 2),
-exact for a one-residual quadratic model (w' in the units of the step's b, which moves with
-the mode; fixed for an isotropic Q) and, with many residuals, the top mode's own part of the
-step. Everything else in the change of x, the "drive", comes from the other modes: it is
-the whole of progressive sharpening (w ~ 0 there: the top mode is fit first), and at the edge
-the top mode is unstable, its w grows and its term -2 kappa w x pulls x back against the drive.
-A run that holds at the edge shows the two terms cancelling and its loss carried by the top mode.
+where x' is the curvature of the same mode after the step (u . K' u with u fixed) and w' is in
+the units of the step's b. It is exact for one residual; with many, the measured change of x
+splits (`budget`) into
+    top       the map's term x (w^2 - 2 kappa w): the top mode's own residual,
+    others    the rest of the change of u . K u: the other residual components,
+    turn      lambda_max(K') - u . K' u >= 0: the top eigenvector turning to a new direction.
+Progressive sharpening is the work of the other modes (w ~ 0: the top mode is fit first); at the
+edge the top mode is unstable, its w grows, and its term pulls x back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 
 COLUMNS = ("second_order/ntk_lambda", "second_order/zeta", "second_order/a", "second_order/b",
            "second_order/loss")
+PREVIOUS = "second_order/ntk_lambda_prev_mode"
 
 
 def step(x: np.ndarray, w: np.ndarray, kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,14 +43,14 @@ def trajectory(x0: float, w0: float, kappa: float, steps: int) -> pd.DataFrame:
 
 
 def reduced_variables(metrics: pd.DataFrame, lr: float) -> pd.DataFrame | None:
-    """step, x, w, kappa, top-mode loss share and loss, from a run's second_order columns.
-
-    None without them. `lr` is the GD step size. Rows with b = 0 (no curvature: the linear
-    model) get kappa = 0.
-    """
+    """step, x, w, kappa, x of the previous step's mode, top-mode loss share and loss, from a
+    run's second_order columns; None without them. `lr` is the GD step size. Rows with b = 0
+    (outputs linear in the parameters) get kappa = 0."""
     if any(c not in metrics for c in COLUMNS) or "step" not in metrics:
         return None
-    frame = metrics[["step", *COLUMNS]].apply(pd.to_numeric, errors="coerce").dropna()
+    names = [*COLUMNS, *([PREVIOUS] if PREVIOUS in metrics else [])]
+    frame = metrics[["step", *names]].apply(pd.to_numeric, errors="coerce")
+    frame = frame.dropna(subset=["step", *COLUMNS])
     frame = frame.groupby("step", as_index=False).last().sort_values("step")
     frame = frame[np.isfinite(frame[list(COLUMNS)]).all(axis=1)]
     if frame.empty:
@@ -56,45 +59,54 @@ def reduced_variables(metrics: pd.DataFrame, lr: float) -> pd.DataFrame | None:
     root_b = np.sqrt(np.clip(b, 0, None))
     kappa = np.divide(a, root_b, out=np.zeros_like(a), where=root_b > 0)
     share = np.divide(0.5 * zeta**2, loss, out=np.full_like(loss, np.nan), where=loss > 0)
+    previous = frame[PREVIOUS].to_numpy(float) if PREVIOUS in frame else np.full_like(lam, np.nan)
     return pd.DataFrame({"step": frame["step"].to_numpy(int), "x": lr * lam,
                          "w": lr * root_b * zeta, "kappa": np.clip(kappa, -1, 1),
-                         "top_share": share, "loss": loss})
+                         "x_prev_mode": lr * previous, "top_share": share, "loss": loss})
 
 
 def budget(variables: pd.DataFrame) -> pd.DataFrame:
-    """Per consecutive pair of steps: the change of x, the map's top-mode part and the drive."""
+    """Per pair of consecutive steps: the change of x and its parts top, others, turn."""
     v = variables.reset_index(drop=True)
     consecutive = np.diff(v["step"].to_numpy()) == 1
     x, w, kappa = (v[c].to_numpy()[:-1] for c in ("x", "w", "kappa"))
-    change = np.diff(v["x"].to_numpy())
+    after, same_mode = v["x"].to_numpy()[1:], v["x_prev_mode"].to_numpy()[1:]
     top = x * (w**2 - 2 * kappa * w)
-    table = pd.DataFrame({"step": v["step"].to_numpy()[:-1], "dx": change, "top": top,
-                          "drive": change - top})
-    return table[consecutive].reset_index(drop=True)
+    table = pd.DataFrame({"step": v["step"].to_numpy()[:-1], "dx": after - x, "top": top,
+                          "others": same_mode - x - top, "turn": after - same_mode})
+    table = table[consecutive & np.isfinite(same_mode)]
+    return table.reset_index(drop=True)
 
 
-def edge_numbers(variables: pd.DataFrame, crossing_step: float | None) -> dict[str, float | None]:
-    """Theory against the run, for the summary table.
+def edge_numbers(variables: pd.DataFrame, reach: float = 0.95) -> dict[str, float | None]:
+    """The picture against the run, for the summary table. The crossing is the first step with
+    x >= 2 reach (the NTK's own crossing, sampled every step).
 
-    - drive_share_before_edge: of the rise of x before the crossing, the part the drive made
-      (1: progressive sharpening is the other modes' work, as the picture says);
-    - top_pull_vs_drive: after the crossing, minus the top mode's summed change of x over the
-      drive's (1: the top mode holds x at the edge against the drive);
-    - top_mode_loss_share: after the crossing, median share of the loss on the top mode.
+    - others_share_before_edge: of the rise of x before the crossing, the part the other modes
+      made (the top mode's own term and the turning make the rest);
+    - map_r2_after_edge: after the crossing, the part of the variance of the top mode's own
+      change of curvature (top + others) that the map's term explains (1 for one residual);
+    - top_mode_loss_share: after the crossing, the median share of the loss on the top mode
+      (near 1: the run oscillates at the edge on that mode; near 0: it settled below the edge
+      with the top mode fit).
     """
     out: dict[str, float | None] = dict.fromkeys(
-        ("drive_share_before_edge", "top_pull_vs_drive", "top_mode_loss_share"))
-    table = budget(variables)
-    if table.empty or crossing_step is None:
+        ("edge_crossing_step", "others_share_before_edge", "map_r2_after_edge",
+         "top_mode_loss_share"))
+    above = np.flatnonzero(variables["x"].to_numpy() >= 2 * reach)
+    if not len(above):
         return out
-    before, after = table[table["step"] < crossing_step], table[table["step"] >= crossing_step]
+    crossing = int(variables["step"].to_numpy()[above[0]])
+    out["edge_crossing_step"] = crossing
+    table = budget(variables)
+    before, after = table[table["step"] < crossing], table[table["step"] >= crossing]
     rise = before["dx"].sum()
     if len(before) and rise > 0:
-        out["drive_share_before_edge"] = float(before["drive"].sum() / rise)
-    drive = after["drive"].sum()
-    if len(after) and drive > 0:
-        out["top_pull_vs_drive"] = float(-after["top"].sum() / drive)
-    shares = variables.loc[variables["step"] >= crossing_step, "top_share"].dropna()
+        out["others_share_before_edge"] = float(before["others"].sum() / rise)
+    own = after["top"] + after["others"]
+    if len(after) >= 10 and own.var() > 0:
+        out["map_r2_after_edge"] = float(1 - (own - after["top"]).var() / own.var())
+    shares = variables.loc[variables["step"] >= crossing, "top_share"].dropna()
     if len(shares):
         out["top_mode_loss_share"] = float(shares.median())
     return out

@@ -235,8 +235,9 @@ def bench_eos(repeats: int) -> None:
     cpus: dict[str, list[float]] = {name: [] for name in configs}
     matvecs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            for name, cfg in configs.items():
+        for repeat in range(repeats):
+            order = list(configs.items())
+            for name, cfg in order if repeat % 2 == 0 else order[::-1]:  # no fixed position
                 callbacks = build_measurements(cfg) if name != "without" else ()
                 clock, metrics = run_dynlab(cfg, Path(tmp), callbacks)
                 walls[name].append(clock.wall)

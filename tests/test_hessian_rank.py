@@ -210,3 +210,23 @@ def test_shipped_sweep_matches_the_closed_form_everywhere(tmp_path):
         assert v["measured_outer_rank"] == v["predicted_outer_rank"]
     fractions = {(v["widths"][1], len(v["widths"]) - 1): v["rank_fraction"] for v in verdicts}
     assert fractions[(32, 4)] < 0.2 < 0.6 < fractions[(4, 2)]  # deficiency grows with width
+
+
+def test_flat_function_never_touches_the_models_buffers():
+    """BatchNorm in train mode updates running statistics on every forward: the flat function
+    works on copies, so measuring (a Jacobian, a dense Hessian) leaves the model as it was."""
+    from dynamics_lab.linalg.hessian_rank import flat_function
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4),
+                              torch.nn.Linear(4, 1)).double()
+    before = {n: b.clone() for n, b in net.named_buffers()}
+    call, flat = flat_function(net, lambda out: out.reshape(-1))
+    x = torch.randn(8, 3, dtype=torch.float64)
+    torch.func.jacrev(call)(flat, x)
+    call(flat, x)
+    for name, buffer in net.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+    net.eval()  # nothing updates buffers in eval mode: no copies needed, the same values out
+    call_eval, _ = flat_function(net, lambda out: out.reshape(-1))
+    assert torch.equal(call_eval(flat, x), net(x).reshape(-1))

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from dynamics_lab.linalg.chunks import fixed_rng
+from dynamics_lab.linalg.chunks import batch_statistics_layers, fixed_rng
 from dynamics_lab.linalg.hvp import LossFn, trainable_parameters, unflatten_params
 from dynamics_lab.linalg.lanczos import (
     Matvec,
@@ -50,14 +50,17 @@ class RankEstimate:
 
 
 def flat_function(model: nn.Module, fn):
-    """`fn(outputs)` as a function of the flat trainable parameters (buffers copied in)."""
+    """`fn(outputs)` as a function of the flat trainable parameters. Buffers are copied in when a
+    layer would update them (BatchNorm in train mode), so the model's own are never touched."""
     params = trainable_parameters(model)
     names, shapes = list(params), [p.shape for p in params.values()]
     buffers = dict(model.named_buffers())
+    copy = bool(batch_statistics_layers(model))
     flat = torch.cat([p.reshape(-1) for p in params.values()])
 
     def call(v: Tensor, x: Tensor) -> Tensor:
-        state = {**{n: b.clone() for n, b in buffers.items()}, **unflatten_params(v, names, shapes)}
+        state = {**{n: b.clone() if copy else b for n, b in buffers.items()},
+                 **unflatten_params(v, names, shapes)}
         return fn(functional_call(model, state, (x,)))
 
     return call, flat

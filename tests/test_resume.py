@@ -130,3 +130,32 @@ def test_a_failed_run_starts_afresh(tmp_path, tiny_overrides):
     assert meta["status"] == "pending" and meta["attempts"] == 2
     assert "error" not in meta and "wandb_id" not in meta
     assert not run.metrics_path.exists() and not run.checkpoint_dir.exists()
+
+
+def test_a_float64_run_resumes_without_rounding_its_weights(tmp_path):
+    """Lightning restores a checkpoint into the module before 64-true precision converts it: a
+    module built in float32 would round the restored float64 weights. eos_quadratic runs in
+    float64 and logs its top NTK mode every step, whose previous mode travels in the checkpoint."""
+    def eos_quadratic(root):
+        config = load_experiment("eos_quadratic", "quick", [
+            "optim.lr=4.0", "model.curvature=0.35", "trainer.max_steps=1500",
+            "trainer.checkpoint_every=100", "trainer.eval_every=500", "measure.hessian.every=50",
+            "logging.wandb=false"])
+        return prepare_sweep(config, [single(config)], root)[0]
+
+    reference, killed = eos_quadratic(tmp_path / "ref"), eos_quadratic(tmp_path / "kill")
+    assert execute(RunDir(reference), echo=lambda *_: None).status == "completed"
+    proc = subprocess.Popen([sys.executable, "-m", "dynamics_lab.train.worker", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = RunDir(killed).last_checkpoint
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert RunDir(killed).meta["status"] == "running", "the kill must land mid-run"
+    assert execute(RunDir(killed), resume=True, echo=lambda *_: None).status == "completed"
+    assert RunDir(killed).meta["resumed_at_steps"][0] >= 100
+    expected, got = pd.read_csv(reference / "metrics.csv"), pd.read_csv(killed / "metrics.csv")
+    assert "second_order/ntk_lambda_prev_mode" in got
+    pd.testing.assert_frame_equal(expected, got, check_exact=True)

@@ -285,9 +285,11 @@ class Measurement(L.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         """The last measured step: a step measured before a checkpoint is not measured again
-        after resuming from it (subclasses add their own state)."""
-        return {"last_step": self._last_step}
+        after resuming from it; and whether the probe size was logged, so that it is logged
+        once per run, not once per process (subclasses add their own state)."""
+        return {"last_step": self._last_step, "probe_size_logged": self._probe_size_logged}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._last_step = state_dict.get("last_step")
+        self._probe_size_logged = bool(state_dict.get("probe_size_logged", False))

@@ -73,6 +73,7 @@ def build_members(configs: list[ExperimentConfig]) -> tuple[list, list]:
     import torch
 
     from dynamics_lab.registry import MODELS, TASKS
+    from dynamics_lab.train.runner import built_in_dtype
 
     tasks, models = [], []
     for c in configs:
@@ -81,7 +82,7 @@ def build_members(configs: list[ExperimentConfig]) -> tuple[list, list]:
                            eval_chunk=c.trainer.eval_chunk)
         task.setup()
         tasks.append(task)
-        models.append(MODELS.build(c.model, task.spec))
+        models.append(built_in_dtype(MODELS.build(c.model, task.spec), c))
     for task in tasks[1:]:
         for split, (x, y) in task.splits.items():
             x0, y0 = tasks[0].splits[split]

@@ -27,6 +27,12 @@ def trainer_settings(config: ExperimentConfig, device: str) -> dict:
     )
 
 
+def built_in_dtype(model, config: ExperimentConfig):
+    """The model in the run's dtype before fit: Lightning restores a checkpoint into the module
+    before 64-true precision converts it, so a float32 module would round float64 weights."""
+    return model.double() if config.trainer.dtype == "float64" else model
+
+
 def build_trainer(config: ExperimentConfig, run: RunDir, device: str, loggers: list,
                   callbacks: list, stop: StopRequest | None = None):
     """A Trainer that checkpoints (with RNG and minibatch state) every checkpoint_every steps,
@@ -76,7 +82,7 @@ def execute(run: RunDir, resume: bool | None = False, echo=print) -> RunResult:
         task = TASKS.build(config.task, batch_size=config.trainer.batch_size, seed=config.seed,
                            eval_chunk=config.trainer.eval_chunk)
         task.setup()
-        model = MODELS.build(config.model, task.spec)
+        model = built_in_dtype(MODELS.build(config.model, task.spec), config)
         module = DynamicsModule(model, task.spec.loss, config.optim, config.trainer.log_every)
         loggers = [LocalMetricsLogger(run.path), *life.wandb_loggers(echo)]
         trainer = build_trainer(config, run, device, loggers,

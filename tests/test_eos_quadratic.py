@@ -110,7 +110,8 @@ def test_verdict_carries_the_two_variable_numbers(tmp_path):
     assert detect("eos_quadratic", bare, config.to_dict()).to_dict()["map_r2_after_edge"] is None
     # where the map does not describe the step, no numbers: weight decay, a schedule, minibatches
     for key, value in (("optim.weight_decay", 1e-4), ("optim.warmup_steps", 10),
-                       ("trainer.batch_size", 8)):
+                       ("optim.decay_steps", "[100]"), ("trainer.batch_size", 8),
+                       ("measure.second_order.probe_size", 16)):
         other = load_experiment("eos_quadratic", overrides=[f"{key}={value}", "optim.lr=4.0",
                                                             "model.curvature=0.35"])
         verdict = detect("eos_quadratic", frame, other.to_dict()).to_dict()
@@ -140,5 +141,36 @@ def test_shipped_sweep_reaches_the_edge_only_with_the_second_order_term(tmp_path
                 assert v["map_r2_after_edge"] > 0.8 and v["top_mode_loss_share"] > 0.8, v
                 assert "oscillating on the top NTK mode" in v["summary"], v
             else:
-                assert v["top_mode_loss_share"] < 1e-6, v
+                assert v["top_mode_loss_share"] < 1e-6 and v["map_r2_after_edge"] is None, v
                 assert "settled just below the edge" in v["summary"], v
+
+
+@pytest.mark.parametrize("experiment", [
+    None, [], "gd", {"optim": None}, {"optim": [], "task": "x"},
+    {"optim": {"name": "gd", "lr": float("inf")}, "task": {"n_train": 32}},
+    {"optim": {"name": "gd", "lr": "3"}, "task": {"n_train": 32}},
+    {"optim": {"name": "gd", "lr": 3.0, "weight_decay": "0"}, "task": {"n_train": 32}},
+    {"optim": {"name": "gd", "lr": 3.0}, "task": {"n_train": 32.7}},
+    {"optim": {"name": "gd", "lr": True}, "task": {"n_train": 32}},
+    {"optim": {"name": "sgd", "lr": 3.0}, "task": {"n_train": 32}},
+])
+def test_map_applies_refuses_hostile_or_non_gd_experiments(experiment):
+    from dynamics_lab.phenomena.eos_quadratic.detector import map_applies
+
+    assert map_applies(experiment) is False
+
+
+def test_map_applies_ignores_a_malformed_measure_section():
+    from dynamics_lab.phenomena.eos_quadratic.detector import map_applies
+
+    gd = {"optim": {"name": "gd", "lr": 3.0}, "task": {"n_train": 32}}
+    for measure in ([], "x", {"second_order": []}, {"second_order": {"probe_size": "all"}}):
+        assert map_applies({**gd, "measure": measure}) is (measure != {"second_order": {
+            "probe_size": "all"}})
+
+
+def test_map_applies_to_the_shipped_profiles():
+    from dynamics_lab.phenomena.eos_quadratic.detector import map_applies
+
+    for profile in ("quick", "full"):
+        assert map_applies(load_experiment("eos_quadratic", profile).to_dict()), profile

@@ -170,6 +170,33 @@ def test_repeated_top_eigenvalue_takes_the_residuals_direction():
             share * metrics["second_order/loss"], rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_repeated_top_eigenvalue_in_both_gram_branches(dtype):
+    """Two residuals, three parameters (the J J^T branch) and six residuals, two parameters
+    (the J^T J branch), each with an exactly repeated top NTK eigenvalue; in float32 the
+    rounding splits it, and the tolerance still treats it as one eigenspace."""
+    for rows, params in ((2, 3), (6, 2)):
+        torch.manual_seed(rows)
+        q, _ = torch.linalg.qr(torch.randn(max(rows, params), max(rows, params),
+                                           dtype=torch.float64))
+        jac = q[:rows, :params]  # orthonormal rows (J J^T = I) or columns (J^T J = I)
+        net = nn.Linear(params, 1, bias=False).to(dtype)
+        x = jac.to(dtype)  # f = x w: the Jacobian is x itself
+        y = torch.randn(rows, 1, dtype=torch.float64)
+        with torch.no_grad():
+            net.weight.zero_()
+        metrics, coeffs = top_mode(net, (x, y.to(dtype)))
+        gram = jac.T @ jac if rows > params else jac @ jac.T
+        top = torch.linalg.eigvalsh(gram / rows)
+        assert metrics["second_order/ntk_lambda"] == pytest.approx(float(top[-1]), rel=1e-5)
+        # the residual's part in the top eigenspace, all of it on u
+        basis = torch.linalg.eigh(jac @ jac.T / rows)[1][:, -min(rows, params):]
+        expected = float((basis.T @ y.reshape(-1)).pow(2).sum()) / (2 * rows)
+        if rows > params:  # K has rank 2 < 6 with two equal eigenvalues: project on both
+            assert top[-1] == pytest.approx(float(top[-2]), rel=1e-9)
+        assert 0.5 * metrics["second_order/zeta"] ** 2 == pytest.approx(expected, rel=1e-5)
+
+
 def test_outputs_linear_in_the_parameters_have_no_curvature():
     torch.manual_seed(0)
     net = nn.Linear(3, 2).double()
@@ -191,6 +218,44 @@ def test_refuses_a_random_or_batch_coupled_forward(layer):
         SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), net)
     net.eval()  # the same layers in eval mode are deterministic and per-example
     SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), net)
+
+
+def test_refuses_noise_inside_forward():
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.layer(x) + 0.01 * torch.randn(len(x), 1, dtype=x.dtype)
+
+    class Stub:
+        global_step, callbacks, loggers, optimizers = 0, [], [], []
+
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    with pytest.raises(ValueError, match="deterministic forward"):
+        SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), Noisy())
+
+
+def test_previous_mode_round_trips_through_the_state_dict():
+    net = quadratic(6, 2, 9, curvature=1.5, seed=4)
+    x, y = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+
+    class Stub:
+        global_step, callbacks, loggers, optimizers = 0, [], [], []
+
+    first = SecondOrderModes(probe=(x, y), loss_fn=squared)
+    first.run(Stub(), net)
+    state = first.state_dict()
+    with torch.no_grad():
+        net.theta.add_(0.1)
+    Stub.global_step = 1
+    expected = first.run(Stub(), net)
+    resumed = SecondOrderModes(probe=(x, y), loss_fn=squared)
+    resumed.load_state_dict(state)
+    got = resumed.run(Stub(), net)
+    assert "second_order/ntk_lambda_prev_mode" in got and "second_order/probe_size" not in got
+    assert got["second_order/ntk_lambda_prev_mode"] == expected["second_order/ntk_lambda_prev_mode"]
 
 
 def test_map_fixed_cases_by_hand():
@@ -220,7 +285,7 @@ def test_budget_and_edge_numbers_by_hand():
     v = reduced_variables(synthetic(
         steps=[0, 1, 2, 3, 5, 6], lam=[1.0, 1.5, 2.0, 1.9, 1.95, 2.0],
         zeta=[0.0, 0.0, 0.1, 0.2, 0.1, 0.1], a=[0.5] * 6, b=[1.0] * 6,
-        previous=[np.nan, 1.4, 1.9, 1.95, 1.9, 1.98], loss=[1.0, 0.5, 0.02, 0.04, 0.01, 0.02]),
+        previous=[np.nan, 1.4, 1.9, 1.95, 1.9, 1.98], loss=[1.0, 0.5, 0.02, 0.04, 0.01, 0.005]),
         1.0)
     assert list(v["kappa"]) == [0.5] * 6 and list(v["w"]) == [0.0, 0.0, 0.1, 0.2, 0.1, 0.1]
     table = budget(v)
@@ -233,9 +298,22 @@ def test_budget_and_edge_numbers_by_hand():
     numbers = edge_numbers(v, reach=0.95)  # x >= 1.9 first at step 2
     assert numbers["edge_crossing_step"] == 2
     assert numbers["others_share_before_edge"] == pytest.approx((0.4 + 0.4) / 1.0)
-    assert numbers["top_mode_loss_share"] == pytest.approx(np.median([0.25, 0.5, 0.5, 0.25]))
+    assert numbers["top_mode_loss_share"] == pytest.approx(0.5)  # median of .25 .5 .5 1
+    after = table[table["step"] >= 2]
+    push = after["others"].sum() + after["turn"].sum()
+    assert numbers["turn_share_after_edge"] == pytest.approx(-0.03 / push)
     assert numbers["map_r2_after_edge"] is None  # two pairs after the crossing: too few
     assert edge_numbers(v, reach=1.01)["edge_crossing_step"] is None  # never reached 2.02
+
+
+def test_map_r2_is_none_when_the_top_mode_is_fit():
+    steps, lam = np.arange(40), np.linspace(1.9, 1.95, 40)  # settled just below the edge
+    previous = np.r_[np.nan, lam[1:] - 1e-4]
+    v = reduced_variables(synthetic(steps, lam, [0.0] * 40, [0.5] * 40, [1.0] * 40, previous,
+                                    [1e-3] * 40), 1.0)
+    numbers = edge_numbers(v)
+    assert numbers["edge_crossing_step"] == 0 and numbers["top_mode_loss_share"] == 0
+    assert numbers["map_r2_after_edge"] is None  # nothing for the map to explain
 
 
 def test_map_r2_measures_how_much_of_the_top_modes_change_the_map_explains():

@@ -42,7 +42,9 @@ from dynamics_lab.measure.base import (
 )
 from dynamics_lab.registry import MEASUREMENTS
 
-_REPEATED = 1e-10  # eigenvalues within this relative distance of the top one are the top one
+# Eigenvalues within this relative distance of the top one are the top one: rounding's reach in
+# float64, floored for models computed in a coarser dtype (see _top_direction).
+_REPEATED = 1e-10
 
 
 class SecondOrderModesConfig(MeasurementConfig):
@@ -51,8 +53,12 @@ class SecondOrderModesConfig(MeasurementConfig):
     max_jacobian_entries: int = Field(20_000_000, ge=1)  # residuals x parameters held at once
 
 
-def _top_direction(jac: Tensor, r: Tensor, n: int) -> tuple[Tensor, float, float]:
-    """u / sqrt(n) for the top NTK eigenvector u (residual space), lambda and lambda_2."""
+def _top_direction(jac: Tensor, r: Tensor, n: int, eps: float) -> tuple[Tensor, float, float]:
+    """u / sqrt(n) for the top NTK eigenvector u (residual space), lambda and lambda_2.
+
+    Eigenvalues within max(_REPEATED, 10 sqrt(m) eps) of the top one (eps: the model dtype's)
+    count as one eigenspace, and u is the residual's direction in it. Like any choice of a top
+    eigenvector where two eigenvalues meet, u jumps when the gap crosses that tolerance."""
     # The smaller Gram matrix: J J^T / n and J^T J / n share their nonzero eigenvalues.
     small_outputs = jac.shape[0] <= jac.shape[1]
     eigenvalues, vectors = torch.linalg.eigh((jac @ jac.T if small_outputs else jac.T @ jac) / n)
@@ -60,7 +66,7 @@ def _top_direction(jac: Tensor, r: Tensor, n: int) -> tuple[Tensor, float, float
     if lam <= 0:
         raise ValueError("the NTK is zero: the model's outputs do not depend on its parameters")
     lam_2 = float(eigenvalues[-2]) if len(eigenvalues) > 1 else 0.0
-    top = eigenvalues >= lam * (1 - _REPEATED)
+    top = eigenvalues >= lam * (1 - max(_REPEATED, 10 * jac.shape[0] ** 0.5 * eps))
     basis = vectors[:, top]  # orthonormal eigenvectors of the top eigenvalue
     if not small_outputs:
         basis = jac @ basis / (n * lam) ** 0.5  # to the residual space, still orthonormal
@@ -86,7 +92,7 @@ def top_mode(model: nn.Module, batch: tuple[Tensor, Tensor],
                          f"{max_jacobian_entries:,}): lower probe_size")
     r = (outputs - y.reshape(-1).to(outputs)).double()
     jac = torch.func.jacrev(call)(flat, x).double()  # (m, P)
-    coeffs, lam, lam_2 = _top_direction(jac, r, n)
+    coeffs, lam, lam_2 = _top_direction(jac, r, n, torch.finfo(outputs.dtype).eps)
     j = jac.T @ coeffs
     # Q_u j: the Hessian of u . f / sqrt(n) along j, by double backward (cheaper than jvp(grad)).
     with torch.enable_grad():
@@ -135,6 +141,9 @@ class SecondOrderModes(Measurement):
         with measuring(model), torch.no_grad():
             outputs = model(x)
             actual = float(self.loss(pl_module)(outputs, y))
+            if not torch.equal(outputs, model(x)):  # noise or dropout inside forward()
+                raise ValueError("second_order needs a deterministic forward: two forwards of "
+                                 "the probe at the same parameters differ")
             r = outputs.reshape(-1) - y.reshape(-1).to(outputs) if outputs.numel() == y.numel() \
                 else None
         size = outputs.numel() * sum(p.numel() for p in model.parameters() if p.requires_grad)

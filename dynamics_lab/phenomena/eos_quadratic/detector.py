@@ -9,6 +9,7 @@ top mode at the edge, and whether the run oscillates on that mode or settled jus
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -30,25 +31,28 @@ class EosQuadraticVerdict(EdgeOfStabilityVerdict):
     edge_crossing_step: int | None = None  # first step with eta x top NTK eigenvalue >= 2 reach
     others_share_before_edge: float | None = None  # of the rise before it (picture: ~1)
     map_r2_after_edge: float | None = None  # the map's term against the top mode's own change
+    turn_share_after_edge: float | None = None  # the eigenvector turning's part of the push up
     top_mode_loss_share: float | None = None  # median after the crossing
 
 
-def map_applies(experiment: dict) -> bool:
+def map_applies(experiment: object) -> bool:
     """Whether a run is plain full-batch GD on the full training set, as the map assumes: no
     weight decay, no step-size schedule, no minibatches, the probe the whole training set."""
-    optim, trainer, task = (experiment.get(k) if isinstance(experiment.get(k), dict) else {}
-                            for k in ("optim", "trainer", "task"))
-    measure = experiment.get("measure") if isinstance(experiment.get("measure"), dict) else {}
-    probe = (measure.get("second_order") or {}).get("probe_size", 1024)
-    n_train, batch = task.get("n_train"), trainer.get("batch_size")
-    try:
-        return (optim.get("name") == "gd" and float(optim.get("lr") or 0) > 0
-                and not float(optim.get("weight_decay") or 0)
-                and not optim.get("warmup_steps") and not optim.get("decay_steps")
-                and n_train is not None and (batch is None or int(batch) >= int(n_train))
-                and int(probe) >= int(n_train))
-    except (TypeError, ValueError):
+    def section(parent: object, key: str) -> dict:
+        value = parent.get(key) if isinstance(parent, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    optim, trainer, task = (section(experiment, k) for k in ("optim", "trainer", "task"))
+    probe = section(section(experiment, "measure"), "second_order").get("probe_size", 1024)
+    n_train, batch, lr = task.get("n_train"), trainer.get("batch_size"), optim.get("lr")
+    numbers = (n_train, probe, *([] if batch is None else [batch]))
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in numbers):
         return False
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < math.inf):
+        return False
+    return (optim.get("name") == "gd" and optim.get("weight_decay") in (None, 0, 0.0)
+            and not optim.get("warmup_steps") and not optim.get("decay_steps")
+            and (batch is None or batch >= n_train) and probe >= n_train)
 
 
 @PHENOMENA.register("eos_quadratic")

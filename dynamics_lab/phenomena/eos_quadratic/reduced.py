@@ -11,8 +11,9 @@ splits (`budget`) into
     top       the map's term x (w^2 - 2 kappa w): the top mode's own residual,
     others    the rest of the change of u . K u: the other residual components,
     turn      lambda_max(K') - u . K' u >= 0: the top eigenvector turning to a new direction.
-Progressive sharpening is the work of the other modes (w ~ 0: the top mode is fit first); at the
-edge the top mode is unstable, its w grows, and its term pulls x back.
+Before the edge the rise is mostly the other modes' work (w ~ 0: the top mode is fit first). At
+the edge the top mode is unstable, its w grows, and its term pulls x back, against a push up that
+comes from the other modes and, in a comparable part, from the top eigenvector turning.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pandas as pd
 COLUMNS = ("second_order/ntk_lambda", "second_order/zeta", "second_order/a", "second_order/b",
            "second_order/loss")
 PREVIOUS = "second_order/ntk_lambda_prev_mode"
+# The top mode's term varies by less than this share of the mode's change: it is fit, inactive.
+_ACTIVE = 1e-6
 
 
 def step(x: np.ndarray, w: np.ndarray, kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,15 +87,18 @@ def edge_numbers(variables: pd.DataFrame, reach: float = 0.95) -> dict[str, floa
 
     - others_share_before_edge: of the rise of x before the crossing, the part the other modes
       made (the top mode's own term and the turning make the rest);
-    - map_r2_after_edge: after the crossing, the part of the variance of the top mode's own
-      change of curvature (top + others) that the map's term explains (1 for one residual);
+    - map_r2_after_edge: after the crossing, the part of the step-to-step variance of the top
+      mode's own change of curvature (top + others) that the map's term explains (1 for one
+      residual). None when the top mode is fit (its term ~0: nothing for the map to explain);
+    - turn_share_after_edge: after the crossing, the turning's part of the push up
+      (others + turn) that the top mode's term holds back;
     - top_mode_loss_share: after the crossing, the median share of the loss on the top mode
       (near 1: the run oscillates at the edge on that mode; near 0: it settled below the edge
       with the top mode fit).
     """
     out: dict[str, float | None] = dict.fromkeys(
         ("edge_crossing_step", "others_share_before_edge", "map_r2_after_edge",
-         "top_mode_loss_share"))
+         "turn_share_after_edge", "top_mode_loss_share"))
     above = np.flatnonzero(variables["x"].to_numpy() >= 2 * reach)
     if not len(above):
         return out
@@ -104,8 +110,11 @@ def edge_numbers(variables: pd.DataFrame, reach: float = 0.95) -> dict[str, floa
     if len(before) and rise > 0:
         out["others_share_before_edge"] = float(before["others"].sum() / rise)
     own = after["top"] + after["others"]
-    if len(after) >= 10 and own.var() > 0:
+    if len(after) >= 10 and after["top"].var() > _ACTIVE * own.var() > 0:
         out["map_r2_after_edge"] = float(1 - (own - after["top"]).var() / own.var())
+    push = after["others"].sum() + after["turn"].sum()
+    if len(after) and push > 0:
+        out["turn_share_after_edge"] = float(after["turn"].sum() / push)
     shares = variables.loc[variables["step"] >= crossing, "top_share"].dropna()
     if len(shares):
         out["top_mode_loss_share"] = float(shares.median())

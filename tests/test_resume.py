@@ -34,21 +34,26 @@ def prepared(root, overrides):
     return prepare_sweep(config, [single(config)], root)[0]
 
 
+def kill_after_first_checkpoint(run_dir):
+    """Train `run_dir` in a worker process and SIGKILL it once its first checkpoint exists."""
+    proc = subprocess.Popen([sys.executable, "-m", "dynamics_lab.train.worker", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = RunDir(run_dir).last_checkpoint
+    deadline = time.time() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert RunDir(run_dir).meta["status"] == "running", "the kill must land mid-run"
+
+
 def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(tmp_path, tiny_overrides, monkeypatch):
     overrides = tiny_overrides + RESUMABLE
     reference = prepared(tmp_path / "ref", overrides)
     killed = prepared(tmp_path / "kill", overrides)
     assert execute(RunDir(reference), echo=lambda *_: None).status == "completed"
 
-    proc = subprocess.Popen([sys.executable, "-m", "dynamics_lab.train.worker", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = RunDir(killed).last_checkpoint
-    deadline = time.time() + 120
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    assert RunDir(killed).meta["status"] == "running", "the kill must land mid-run"
+    kill_after_first_checkpoint(killed)
 
     # The resumed run continues the same W&B run: the id in meta.json is the resume id.
     RunDir(killed).update_meta(wandb_id="abc123")
@@ -145,15 +150,7 @@ def test_a_float64_run_resumes_without_rounding_its_weights(tmp_path):
 
     reference, killed = eos_quadratic(tmp_path / "ref"), eos_quadratic(tmp_path / "kill")
     assert execute(RunDir(reference), echo=lambda *_: None).status == "completed"
-    proc = subprocess.Popen([sys.executable, "-m", "dynamics_lab.train.worker", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = RunDir(killed).last_checkpoint
-    deadline = time.time() + 120
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    assert RunDir(killed).meta["status"] == "running", "the kill must land mid-run"
+    kill_after_first_checkpoint(killed)
     assert execute(RunDir(killed), resume=True, echo=lambda *_: None).status == "completed"
     assert RunDir(killed).meta["resumed_at_steps"][0] >= 100
     expected, got = pd.read_csv(reference / "metrics.csv"), pd.read_csv(killed / "metrics.csv")

@@ -17,6 +17,13 @@ from dynamics_lab.phenomena.plotting import colors, pyplot, save
 LR, CURVATURE = "optim.lr", "model.curvature"
 
 
+def step_axis(ax) -> None:
+    """Steps on a log scale past step 10, linear before: the sharpening takes tens of steps."""
+    ax.set_xlabel("step")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
+
+
 def normalized_figure(view, path: Path) -> Path | None:
     table = view.first_seed()
     if LR not in table:
@@ -54,9 +61,7 @@ def normalized_figure(view, path: Path) -> Path | None:
     top.grid(alpha=0.3)
     bottom.set_yscale("log")
     bottom.set_ylabel("train loss")
-    bottom.set_xlabel("step")
-    bottom.set_xscale("symlog", linthresh=10)  # the sharpening takes tens of steps
-    bottom.set_xlim(left=0)
+    step_axis(bottom)
     bottom.grid(alpha=0.3)
     return save(fig, path)
 
@@ -112,9 +117,7 @@ def reduced_figure(view, path: Path, window: int = 50) -> Path | None:
     bottom.set_yscale("log")
     bottom.set_ylabel("train loss")
     bottom.set_title("solid: loss; dashed: the top mode's part zeta^2 / 2", fontsize=9)
-    bottom.set_xlabel("step")
-    bottom.set_xscale("symlog", linthresh=10)  # the sharpening takes tens of steps
-    bottom.set_xlim(left=0)
+    step_axis(bottom)
     for ax in (top, middle, bottom):
         ax.grid(alpha=0.3)
     return save(fig, path)

@@ -76,6 +76,14 @@ def _top_direction(jac: Tensor, r: Tensor, n: int, eps: float) -> tuple[Tensor, 
     return u / n**0.5, lam, lam_2
 
 
+def check_jacobian_size(residuals: int, params: int, limit: int) -> None:
+    """Refuse a dense Jacobian of more than `limit` entries, before it is formed."""
+    if residuals * params > limit:
+        raise ValueError(f"second_order's Jacobian would hold {residuals} residuals x {params} "
+                         f"parameters = {residuals * params:,} entries (max_jacobian_entries="
+                         f"{limit:,}): lower probe_size")
+
+
 def top_mode(model: nn.Module, batch: tuple[Tensor, Tensor],
              max_jacobian_entries: int | None = None,
              previous: Tensor | None = None) -> tuple[dict[str, float], Tensor]:
@@ -85,11 +93,8 @@ def top_mode(model: nn.Module, batch: tuple[Tensor, Tensor],
     with torch.no_grad():
         outputs = call(flat, x)
     n = x.shape[0]
-    entries = outputs.numel() * flat.numel()
-    if max_jacobian_entries is not None and entries > max_jacobian_entries:
-        raise ValueError(f"the Jacobian would hold {outputs.numel()} residuals x {flat.numel()} "
-                         f"parameters = {entries:,} entries (max_jacobian_entries="
-                         f"{max_jacobian_entries:,}): lower probe_size")
+    if max_jacobian_entries is not None:
+        check_jacobian_size(outputs.numel(), flat.numel(), max_jacobian_entries)
     r = (outputs - y.reshape(-1).to(outputs)).double()
     jac = torch.func.jacrev(call)(flat, x).double()  # (m, P)
     coeffs, lam, lam_2 = _top_direction(jac, r, n, torch.finfo(outputs.dtype).eps)
@@ -130,9 +135,10 @@ class SecondOrderModes(Measurement):
         model = model_of(pl_module)
         random = [name or type(m).__name__ for name, m in model.named_modules()
                   if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0]
-        if random or batch_statistics_layers(model):
+        coupled = batch_statistics_layers(model)
+        if random or coupled:
             raise ValueError("second_order needs a deterministic per-example forward; "
-                             f"{', '.join(random + batch_statistics_layers(model))} "
+                             f"{', '.join(random + coupled)} "
                              "(dropout / BatchNorm in train mode) make(s) it random or batch-"
                              "coupled")
         if self.probe is None:
@@ -146,10 +152,9 @@ class SecondOrderModes(Measurement):
                                  "the probe at the same parameters differ")
             r = outputs.reshape(-1) - y.reshape(-1).to(outputs) if outputs.numel() == y.numel() \
                 else None
-        size = outputs.numel() * sum(p.numel() for p in model.parameters() if p.requires_grad)
-        if size > self.config.max_jacobian_entries:
-            raise ValueError(f"second_order's Jacobian would hold {size:,} entries (max_jacobian_"
-                             f"entries={self.config.max_jacobian_entries:,}): lower probe_size")
+        check_jacobian_size(outputs.numel(), sum(p.numel() for p in model.parameters()
+                                                 if p.requires_grad),
+                            self.config.max_jacobian_entries)
         expected = None if r is None else float(r.double() @ r.double()) / (2 * len(x))
         if expected is None or abs(actual - expected) > 1e-5 * (1.0 + abs(expected)):
             shown = "targets of another shape" if expected is None else f"{expected:.6g}"

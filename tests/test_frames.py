@@ -20,7 +20,7 @@ def sweep_dir(runs_root, tiny_overrides):
 
 
 def test_load_sweep_wide_joins_config_status_verdict_and_metrics(sweep_dir):
-    wide = dynamics_lab.load_sweep(sweep_dir)
+    wide = dynamics_lab.load_sweep(sweep_dir, config=True)
     assert sorted(wide["optim.weight_decay"].unique()) == [0.0, 1.0]
     assert set(wide["status"]) == {"completed"}
     assert wide["verdict.phenomenon"].eq("grokking").all()
@@ -34,7 +34,7 @@ def test_load_sweep_wide_joins_config_status_verdict_and_metrics(sweep_dir):
 
 def test_load_run_long_has_one_row_per_logged_value(sweep_dir):
     run_dir = next(p for p in sweep_dir.iterdir() if p.is_dir())
-    long = dynamics_lab.load_run(run_dir, form="long")
+    long = dynamics_lab.load_run(run_dir, form="long", config=True)
     wide = dynamics_lab.load_run(run_dir)
     metric_columns = [c for c in wide.columns if "/" in c and c in pd.read_csv(
         run_dir / "metrics.csv").columns]
@@ -46,5 +46,8 @@ def test_load_run_long_has_one_row_per_logged_value(sweep_dir):
 def test_bad_form_and_empty_dir_are_clear(sweep_dir, tmp_path):
     with pytest.raises(ValueError, match="form must be"):
         dynamics_lab.load_run(next(p for p in sweep_dir.iterdir() if p.is_dir()), form="tall")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no runs"):
+        dynamics_lab.load_sweep(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="load_sweeps"):  # a folder of sweeps
         dynamics_lab.load_sweep(tmp_path)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import dynamics_lab.tracking.progress as progress_module
+import dynamics_lab.tracking.progress_line as progress_module
 from dynamics_lab.cli import app
 from dynamics_lab.sweep.progress import SweepProgress
 from dynamics_lab.tracking.progress import ProgressLine, eta_s, format_duration, read_progress

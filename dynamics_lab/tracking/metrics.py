@@ -1,4 +1,7 @@
-"""Crash-safe local metrics: one CSV row per logged step, on disk as soon as it is logged."""
+"""Crash-safe local metrics: one CSV row per logged step, on disk as soon as it is logged.
+
+Reading and writing need only pandas; the Lightning logger lives in `metrics_logger` (imported
+on first use of `LocalMetricsLogger`), so notebooks and `dynlab show` load without Lightning."""
 
 from __future__ import annotations
 
@@ -10,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities import rank_zero_only
 from pandas.api.types import is_numeric_dtype
 
 from dynamics_lab.tracking.rundir import RunDirError
@@ -158,44 +159,23 @@ def write_parquet(csv_path: Path, parquet_path: Path) -> bool:
     return True
 
 
-class LocalMetricsLogger(Logger):
-    """A Lightning logger writing `metrics.csv` into a run directory; `latest` holds the last
-    value of every metric (what a progress line shows)."""
+def read_run_metrics(run_dir: Path | str) -> pd.DataFrame:
+    """A run's metrics, from metrics.parquet when the run wrote it and it is at least as new as
+    metrics.csv (a resumed run appends to the CSV), else from the CSV."""
+    run_dir = Path(run_dir)
+    csv_path, parquet = run_dir / "metrics.csv", run_dir / "metrics.parquet"
+    try:
+        if parquet.is_file() and (not csv_path.exists()
+                                  or parquet.stat().st_mtime >= csv_path.stat().st_mtime):
+            return pd.read_parquet(parquet)
+    except Exception:  # a torn or foreign parquet: the CSV is the record
+        pass
+    return read_metrics(csv_path)
 
-    def __init__(self, run_dir: Path | str):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.file = MetricsFile(self.run_dir / "metrics.csv")
-        self.latest: dict[str, float] = {k: v for k, v in (self.file.last or {}).items()
-                                         if k != STEP and v == v}  # v == v: not NaN
 
-    @property
-    def name(self) -> str:
-        return "local"
+def __getattr__(name: str):
+    if name == "LocalMetricsLogger":  # the Lightning side, imported only when a run needs it
+        from dynamics_lab.tracking.metrics_logger import LocalMetricsLogger
 
-    @property
-    def version(self) -> str:
-        return self.run_dir.name
-
-    @property
-    def save_dir(self) -> str:
-        return str(self.run_dir)
-
-    @property
-    def experiment(self) -> MetricsFile:
-        return self.file
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """The resolved config is already in config.yaml."""
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        self.file.compact()
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        values = {k: float(v) for k, v in metrics.items() if k != "epoch"}
-        if values:
-            self.file.log(values, step=int(step if step is not None else -1))
-            self.latest.update(values)
+        return LocalMetricsLogger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -59,12 +59,13 @@ def main(version: bool = typer.Option(False, "--version", callback=print_version
 @app.command("list")
 def list_() -> None:
     """Experiments, tasks, models, measurements and phenomena this install knows."""
+    from dynamics_lab import catalog
     from dynamics_lab.config import list_experiments
     from dynamics_lab.registry import MEASUREMENTS, MODELS, PHENOMENA, TASKS
 
     echo("experiments:  " + ", ".join(list_experiments()))
-    for registry in (TASKS, MODELS, MEASUREMENTS, PHENOMENA):
-        echo(f"{registry.plural + ':':13} " + (", ".join(registry.names()) or "-"))
+    for registry in (TASKS, MODELS, MEASUREMENTS, PHENOMENA):  # names read from source: no torch
+        echo(f"{registry.plural + ':':13} " + (", ".join(catalog.names(registry)) or "-"))
 
 
 @app.command()
@@ -249,7 +250,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
     """Status, verdict and last metrics of one run (and its config with --config)."""
     import yaml
 
-    from dynamics_lab.tracking.metrics import read_metrics
+    from dynamics_lab.tracking.metrics import last_metrics
     from dynamics_lab.tracking.progress import running_for
     from dynamics_lab.tracking.resume import still_running
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
@@ -257,7 +258,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
     try:
         run = RunDir.open(run_dir)
         meta, verdict = run.meta, run.verdict()
-        metrics = read_metrics(run.metrics_path) if run.metrics_path.exists() else None
+        metrics = last_metrics(run.metrics_path) if run.metrics_path.exists() else None
         resolved = run.config() if config else None
     except RunDirError as exc:
         fail(str(exc))
@@ -273,10 +274,9 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
         echo(f"verdict: {verdict.get('summary')}")
     if meta.get("error"):
         echo(f"error: {meta['error']}")
-    if metrics is not None and len(metrics):
-        last = metrics.ffill().iloc[-1]
-        echo(f"last metrics (step {int(last['step'])}): " + ", ".join(
-            f"{k}={v:.4g}" for k, v in last.items() if k != "step"))
+    if metrics is not None:  # read without pandas: `show` answers in well under a second
+        step, last = metrics
+        echo(f"last metrics (step {step}): " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()))
     if resolved is not None:
         echo("\n" + yaml.safe_dump(resolved, sort_keys=False).rstrip())
 

@@ -1,7 +1,8 @@
 """Crash-safe local metrics: one CSV row per logged step, on disk as soon as it is logged.
 
-Reading and writing need only pandas; the Lightning logger lives in `metrics_logger` (imported
-on first use of `LocalMetricsLogger`), so notebooks and `dynlab show` load without Lightning."""
+Reading and writing need only pandas (imported on first read; `last_metrics` needs none); the
+Lightning logger lives in `metrics_logger` (imported on first use of `LocalMetricsLogger`), so
+notebooks and `dynlab show` load without Lightning."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-from pandas.api.types import is_numeric_dtype
+from typing import TYPE_CHECKING, Any
 
 from dynamics_lab.tracking.rundir import RunDirError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STEP = "step"
 
@@ -115,6 +116,9 @@ def _bad_line(path: Path, text: str) -> str:
 def read_metrics(path: Path | str) -> pd.DataFrame:
     """A run's metrics as a DataFrame, one row per step (a run dir or the CSV itself).
     A file that does not parse is a MetricsError naming the file and line."""
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.csv"
@@ -137,6 +141,36 @@ def read_metrics(path: Path | str) -> pd.DataFrame:
         # the last non-missing value of each metric wins.
         frame = frame.groupby(STEP, as_index=False, sort=False).last()
     return frame.sort_values(STEP, kind="stable").reset_index(drop=True)
+
+
+def last_metrics(path: Path | str) -> tuple[int, dict[str, float]] | None:
+    """(last step, last logged value of every metric) of a metrics.csv, read row by row without
+    pandas (what `dynlab show` prints); None for a file without rows. A cell that is not a
+    number is a MetricsError naming the file and line."""
+    path = Path(path)
+    text = path.read_text()
+    text = text[: text.rfind("\n") + 1]  # a torn last line from a killed writer
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if not header:
+        return None
+    if STEP not in header:
+        raise MetricsError(_bad_line(path, text))
+    last: dict[str, float] = {}
+    step = None
+    for row in rows:
+        if len(row) != len(header):
+            raise MetricsError(_bad_line(path, text))
+        for column, cell in zip(header, row):
+            if cell:
+                try:
+                    last[column] = float(cell)
+                except ValueError:
+                    raise MetricsError(_bad_line(path, text)) from None
+        step = last.get(STEP, step)
+    if step is None:
+        return None
+    return int(last.pop(STEP)), last
 
 
 def write_parquet(csv_path: Path, parquet_path: Path) -> bool:
@@ -162,6 +196,8 @@ def write_parquet(csv_path: Path, parquet_path: Path) -> bool:
 def read_run_metrics(run_dir: Path | str) -> pd.DataFrame:
     """A run's metrics, from metrics.parquet when the run wrote it and it is at least as new as
     metrics.csv (a resumed run appends to the CSV), else from the CSV."""
+    import pandas as pd
+
     run_dir = Path(run_dir)
     csv_path, parquet = run_dir / "metrics.csv", run_dir / "metrics.parquet"
     try:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -148,6 +149,33 @@ class HessianVectorProduct:
             self.method = second
         return out
 
+    def matmat(self, v: Tensor, batched: bool = False) -> Tensor:
+        """H V for the columns of V (dim x m): m matvecs, or with `batched` one vmapped pass
+        (is_grads_batched through the kept graph for "reuse", vmap over the jvp for "func")."""
+        v = v.to(device=self.device, dtype=self.dtype).reshape(self.dim, -1)
+        if not batched or v.shape[1] == 1:
+            return torch.stack([self(v[:, j]) for j in range(v.shape[1])], dim=1)
+        if self.method == "auto":
+            self(v[:, 0])  # settles the method (and its fallback) on one vector first
+            return torch.cat([self(v[:, 0]).reshape(-1, 1),
+                              self.matmat(v[:, 1:], batched=True)], dim=1)
+        rows = v.T.contiguous()
+        tangent = {n: t.reshape(rows.shape[0], *shape) for n, t, shape in zip(
+            self.names, rows.split([math.prod(s) for s in self.shapes], dim=1), self.shapes)}
+        if self.method == "reuse":
+            parts = self._graph([tangent[n] for n in self.names], batched=True)
+        elif self.method == "func":
+            parts = None
+            for i, (weight, x, y) in enumerate(self._chunks):
+                with self._rng(i):
+                    hv = torch.func.vmap(partial(self._flat_func_hvp, x=x, y=y),
+                                         randomness="same")(tangent)
+                parts = hv.mul_(weight) if parts is None else parts.add_(hv, alpha=weight)
+            return parts.T
+        else:  # double backward: no batched form; one product per vector
+            return torch.stack([self(v[:, j]) for j in range(v.shape[1])], dim=1)
+        return torch.cat([p.reshape(rows.shape[0], -1) for p in parts], dim=1).T
+
     def release(self) -> None:
         """Free the gradient graph a "reuse" operator holds; a later call rebuilds it."""
         self._graph.release()
@@ -184,6 +212,9 @@ class HessianVectorProduct:
         else:
             _, hv = jvp(lambda p: grad_fn(p, x, y), (self.params,), (tangent,))
         return [hv[n] for n in self.names]
+
+    def _flat_func_hvp(self, tangent: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        return _flatten(self._func_hvp(tangent, x, y))
 
     def _double_backward_hvp(
         self, tangent: dict[str, Tensor], x: Tensor, y: Tensor

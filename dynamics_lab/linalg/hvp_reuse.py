@@ -79,13 +79,15 @@ class GradientGraph:
         self._tangent_index = kept
         self._versions = versions
 
-    def __call__(self, tangent: Sequence[Tensor]) -> list[Tensor]:
-        """H v for v given as one tensor per parameter (in the params' order and shapes)."""
+    def __call__(self, tangent: Sequence[Tensor], batched: bool = False) -> list[Tensor]:
+        """H v for v given as one tensor per parameter (in the params' order and shapes); with
+        `batched`, each tensor has a leading dimension of m vectors (one vmapped backward)."""
         with torch.enable_grad():
             if self._versions != self._current_versions():
                 self._build()
             if not self._outputs:  # loss at most linear in the params: H = 0
-                return [torch.zeros_like(p) for p in self._inputs]
+                lead = (tangent[0].shape[0],) if batched else ()
+                return [p.new_zeros(*lead, *p.shape) for p in self._inputs]
             return list(
                 torch.autograd.grad(
                     self._outputs,
@@ -93,5 +95,6 @@ class GradientGraph:
                     grad_outputs=[tangent[i] for i in self._tangent_index],
                     retain_graph=True,
                     materialize_grads=True,
+                    is_grads_batched=batched,
                 )
             )

@@ -37,6 +37,7 @@ trace, density and the preconditioned sharpness always use `dynamics_lab.linalg`
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,7 @@ from typing_extensions import override
 from dynamics_lab.linalg.hvp import hessian_vector_product
 from dynamics_lab.linalg.lanczos import LanczosResult, lanczos, warm_start
 from dynamics_lab.linalg.spectrum import hutchinson_trace, spectral_density
+from dynamics_lab.linalg.tracker import TrackResult, track
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.measure.stability import stability, threshold_of, unwrap
 from dynamics_lab.registry import MEASUREMENTS
@@ -71,6 +73,16 @@ class HessianConfig(MeasurementConfig):
     density_draws: int = Field(3, ge=1)
     density_iter: int = Field(50, ge=2)
     backend: Literal["lanczos", "pyhessian"] = "lanczos"
+    # "lanczos": Lanczos at every measurement (warm-started when warm_start). "track": the
+    # previous Ritz block carried forward, Rayleigh-Ritz with a residual certificate, block
+    # Krylov steps while uncertified, Lanczos past max_expand (`linalg/tracker.py`).
+    solver: Literal["lanczos", "track"] = "lanczos"
+    guard: int = Field(3, ge=1)  # track: Ritz vectors carried beyond the top k
+    max_expand: int = Field(16, ge=0)  # track: extra products before falling back to Lanczos
+    audit_every: int = Field(10, ge=0)  # track: a warm Lanczos every n measurements; 0 = never
+    # Apply a block's products in one vmapped pass: "auto" times both ways on the first block
+    # and keeps the cheaper (logged as hessian/batched).
+    batched: Literal["auto", "on", "off"] = "auto"
     preconditioned: bool = True  # also the preconditioned sharpness where the step has one
 
     @model_validator(mode="after")
@@ -78,18 +90,32 @@ class HessianConfig(MeasurementConfig):
         if self.density and self.backend == "pyhessian":
             raise ValueError("density=true needs backend=lanczos: pyhessian's density() calls "
                              "torch.eig, which PyTorch removed")
+        if self.solver == "track" and self.backend == "pyhessian":
+            raise ValueError("solver=track needs backend=lanczos (pyhessian runs its own "
+                             "power iteration)")
         if self.backend == "pyhessian" and self.chunk_size is not None:
             raise ValueError("chunk_size is not supported by backend=pyhessian (it runs one batch)")
         return self
 
 
-def eigen_metrics(result: LanczosResult, prefix: str = "hessian") -> dict[str, float]:
+def eigen_metrics(result: LanczosResult | TrackResult,
+                  prefix: str = "hessian") -> dict[str, float]:
+    """lambda_1..k, residuals, matvecs and `certified`: every reported value within tol (a
+    converged Lanczos, or the tracker's certificate; `bound_i` bounds |lambda_i - true|)."""
     metrics = {f"{prefix}/lambda_max": float(result.eigenvalues[0])}
     for i, (value, residual) in enumerate(zip(result.eigenvalues, result.residuals), start=1):
         metrics[f"{prefix}/lambda_{i}"] = float(value)
         metrics[f"{prefix}/residual_{i}"] = float(residual)
     metrics[f"{prefix}/matvecs"] = float(result.n_matvec)
-    metrics[f"{prefix}/converged"] = float(result.converged)
+    if isinstance(result, TrackResult):
+        certified = result.certified
+        for i, bound in enumerate(result.bounds, start=1):
+            metrics[f"{prefix}/bound_{i}"] = float(bound)
+        metrics[f"{prefix}/fallback"] = float(result.method in ("lanczos", "audit"))
+    else:
+        certified = result.converged
+    metrics[f"{prefix}/converged"] = float(certified)
+    metrics[f"{prefix}/certified"] = float(certified)
     return metrics
 
 
@@ -118,6 +144,11 @@ class HessianSpectrum(Measurement):
         super().__init__(config, **kwargs)
         self.vectors: Tensor | None = None  # previous Ritz vectors (warm start)
         self.precond_vectors: Tensor | None = None
+        # solver=track: carried Ritz block and scout per operator ("plain", "precond"), the
+        # number of measurements taken (audit schedule) and the batched-product choice.
+        self.tracked: dict[str, tuple[Tensor, Tensor]] = {}
+        self.measurements = 0
+        self.batched: bool | None = {"on": True, "off": False}.get(self.config.batched)
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -145,10 +176,15 @@ class HessianSpectrum(Measurement):
 
             result = pyhessian_top_eigenpairs(model, loss_fn, self.probe, c.k, c.max_iter, c.tol,
                                               seed=c.probe_seed)
+        elif c.solver == "track":
+            result = self._track("plain", self._matmat(hvp), hvp, trainer.global_step)
         else:
             result = self._lanczos(hvp, hvp, self.vectors, trainer.global_step)
             self.vectors = tracked(result)
         metrics = eigen_metrics(result)
+        if c.solver == "track":
+            metrics["hessian/batched"] = float(bool(self.batched))
+            self.measurements += 1
         optimizer = unwrap(trainer.optimizers[0]) if trainer.optimizers else None
         if optimizer is not None:
             metrics.update(self._threshold_metrics(optimizer, model, hvp, trainer.global_step))
@@ -160,6 +196,36 @@ class HessianSpectrum(Measurement):
         if c.density:
             metrics.update(self._density(trainer, hvp))
         return metrics
+
+    def _matmat(self, hvp) -> Callable[[Tensor], Tensor]:
+        """H V for a block, batched or one product at a time; "auto" decides on the first block
+        of two or more vectors by timing both (both results are exact; the loop's is used)."""
+
+        def matmat(v: Tensor) -> Tensor:
+            if self.batched is not None or v.shape[1] < 2:
+                return hvp.matmat(v, batched=bool(self.batched))
+            hvp.matmat(v[:, :1])  # settle the HVP method and build its graph outside the timing
+            start = time.perf_counter()
+            out = hvp.matmat(v)
+            loop = time.perf_counter() - start
+            start = time.perf_counter()
+            hvp.matmat(v, batched=True)
+            self.batched = time.perf_counter() - start < loop
+            return out
+
+        return matmat
+
+    def _track(self, key: str, matmat: Callable[[Tensor], Tensor], hvp, step: int) -> TrackResult:
+        """The tracker on one operator, from and to its carried block (see linalg/tracker.py)."""
+        c = self.config
+        block, scout = self.tracked.get(key, (None, None))
+        audit = bool(c.audit_every) and self.measurements % c.audit_every == 0
+        generator = torch.Generator().manual_seed(c.probe_seed * 1_000_003 + step)
+        result = track(matmat, hvp.dim, min(c.k, hvp.dim), block=block, scout=scout,
+                       guard=c.guard, tol=c.tol, max_expand=c.max_expand, max_iter=c.max_iter,
+                       audit=audit, dtype=hvp.dtype, device=hvp.device, generator=generator)
+        self.tracked[key] = (result.block, result.scout)
+        return result
 
     def _lanczos(self, matvec: Callable[[Tensor], Tensor], hvp, previous: Tensor | None,
                  step: int) -> LanczosResult:
@@ -191,8 +257,18 @@ class HessianSpectrum(Measurement):
                 w = root * u
                 return root * (hvp(w) if l2 is None else hvp(w) + l2 * w)
 
-            result = self._lanczos(operator, hvp, self.precond_vectors, step)
-            self.precond_vectors = tracked(result)
+            if self.config.solver == "track":
+                plain = self._matmat(hvp)
+                r, l2c = root.reshape(-1, 1), None if l2 is None else l2.reshape(-1, 1)
+
+                def block_operator(u: Tensor) -> Tensor:
+                    w = r * u
+                    return r * (plain(w) if l2c is None else plain(w) + l2c * w)
+
+                result = self._track("precond", block_operator, hvp, step)
+            else:
+                result = self._lanczos(operator, hvp, self.precond_vectors, step)
+                self.precond_vectors = tracked(result)
             metrics["hessian/precond_lambda_max"] = float(result.eigenvalues[0])
             metrics["hessian/precond_matvecs"] = float(result.n_matvec)
         return metrics
@@ -227,10 +303,16 @@ class HessianSpectrum(Measurement):
         """Warm-start vectors and the last measured step travel with Lightning checkpoints."""
         cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
         return {**super().state_dict(), "vectors": cpu(self.vectors),
-                "precond_vectors": cpu(self.precond_vectors)}
+                "precond_vectors": cpu(self.precond_vectors),
+                "tracked": {key: (cpu(b), cpu(s)) for key, (b, s) in self.tracked.items()},
+                "measurements": self.measurements, "batched": self.batched}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.vectors = state_dict.get("vectors")
         self.precond_vectors = state_dict.get("precond_vectors")
+        self.tracked = dict(state_dict.get("tracked", {}))
+        self.measurements = int(state_dict.get("measurements", 0))
+        if self.config.batched == "auto":
+            self.batched = state_dict.get("batched")

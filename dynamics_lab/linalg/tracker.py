@@ -1,0 +1,232 @@
+"""Top eigenpairs of a slowly changing symmetric operator, tracked from one call to the next.
+
+Along a training run the top Hessian eigenspace moves a little between two measurements, so a
+solver that starts from the previous Ritz vectors needs a few products where Lanczos from a
+(partly) random start needs twenty. One call:
+
+1. applies the operator to the carried block: the previous top k Ritz vectors, `guard` more
+   (the next Ritz vectors, so a swap with the k+1-th is seen) and one scout (below);
+2. Rayleigh-Ritz on that space; the residual R_j = A y_j - theta_j y_j of every Ritz pair is
+   free, since A y_j is a combination of products already taken;
+3. certifies each of the top k Ritz values from its residual: an eigenvalue of A lies within
+   eps_j = ||R_j|| of theta_j (Bauer-Fike for symmetric A), and, when the other Ritz values
+   stand clear of theta_j by a gap d_j > eps_j, within eps_j^2 / d_j (Kato-Temple), with d_j
+   estimated from the other Ritz values less their own residuals. Accepted when every bound is
+   <= tol |theta_j| and no lower Ritz pair's interval theta_i + eps_i reaches above the k-th
+   value (a carried vector with a large residual may hide a larger eigenvalue: the old top
+   eigenvector after the top has turned away from it);
+4. otherwise adds the residuals of the open pairs to the space (a block Krylov step: one
+   product each) and repeats, up to `max_expand` extra products; past that it falls back to Lanczos
+   warm-started from the current Ritz vectors, and reports Lanczos's own convergence.
+
+The scout is one more vector carried outside the block: the residual of the lower Ritz pair
+that reaches highest (a Krylov direction, already computed), with fresh randomness mixed in
+(`scout_mix`); its product is part of step 1. A direction that rises from the bulk to the top
+gains weight in the scout call after call, and joins the block.
+
+What no residual can see is a direction orthogonal to every carried vector that jumps to the
+top between two calls: the carried Ritz pairs stay exact eigenpairs, and their certificate
+holds for the eigenvalues they report, not for one the space never touched. The scout's random
+part finds it within a few calls (about log(sqrt(dim)) / log(lambda_new / lambda_bulk));
+`audit` runs a warm-started Lanczos, which has a random part, to find it at once (the
+measurement runs one every `audit_every` calls). The certificate therefore says: each reported
+value is within tol of an eigenvalue of A, and the tracked space holds the top k unless a
+direction outside it jumped into the top since the last audit.
+
+`matmat` applies the operator to a block of vectors at once (dim x m -> dim x m); a batched
+product (one vmapped pass) can be cheaper per vector than m single products where the device
+has idle width (`HessianVectorProduct.matmat`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dynamics_lab.linalg.lanczos import lanczos, random_vector, warm_start
+
+Matmat = Callable[[Tensor], Tensor]
+# Columns whose norm falls below this many float eps (relative) after orthogonalization are
+# linearly dependent on the space already held and are dropped.
+_DEPENDENT_EPS = 1e3
+
+
+@dataclass
+class TrackResult:
+    """Top-k Ritz pairs of one call, their certified error bounds and the state for the next."""
+
+    eigenvalues: Tensor  # (k,) float64, CPU, descending
+    eigenvectors: Tensor  # (dim, k) computation dtype and device
+    residuals: Tensor  # (k,) float64, CPU: ||A y - theta y||
+    bounds: Tensor  # (k,) float64, CPU: |theta - lambda| <= bound for an eigenvalue lambda of A
+    n_matvec: int
+    certified: bool  # every bound <= tol |theta| (or Lanczos converged, after a fallback)
+    method: str  # "tracked", "expanded", "lanczos" (cold or fallback) or "audit"
+    block: Tensor  # (dim, k + guard): carried to the next call
+    scout: Tensor  # (dim,): carried to the next call
+
+
+def _orthonormalize(new: Tensor, basis: Tensor | None) -> Tensor:
+    """Columns of `new` orthogonalized against `basis` (twice) and among themselves; dependent
+    columns (nothing left after projection) are dropped."""
+    eps = torch.finfo(new.dtype).eps
+    scale = new.norm(dim=0).clamp_min(torch.finfo(new.dtype).tiny)
+    if basis is not None and basis.shape[1]:
+        for _ in range(2):
+            new = new - basis @ (basis.T @ new)
+    keep = []
+    out = []
+    for j in range(new.shape[1]):
+        w = new[:, j]
+        for _ in range(2):
+            for q in out:
+                w = w - (q @ w) * q
+        norm = w.norm()
+        if norm > _DEPENDENT_EPS * eps * scale[j]:
+            out.append(w / norm)
+            keep.append(j)
+    if not out:
+        return new[:, :0]
+    return torch.stack(out, dim=1)
+
+
+def certificate(theta: Tensor, eps: Tensor, k: int) -> Tensor:
+    """Error bounds on the top-k Ritz values from all Ritz values `theta` (descending, float64)
+    and their residual norms `eps`: min(eps_j, eps_j^2 / gap_j) where the gap to the nearest
+    other Ritz value, less that value's own residual, exceeds eps_j; eps_j otherwise."""
+    bounds = eps[:k].clone()
+    for j in range(min(k, theta.numel())):
+        others = [i for i in range(theta.numel()) if i != j]
+        if not others:
+            continue
+        gap = min(float((theta[j] - theta[i]).abs() - eps[i]) for i in others)
+        if gap > float(eps[j]):
+            bounds[j] = min(float(eps[j]), float(eps[j]) ** 2 / gap)
+    return bounds
+
+
+def _open_pairs(theta: Tensor, eps: Tensor, bounds: Tensor, k: int, tol: float,
+                floor: float) -> Tensor:
+    """Ritz pairs that still need a Krylov step: a top-k value whose bound exceeds tol, and a
+    lower pair whose interval [theta - eps, theta + eps] reaches above the k-th value (its
+    vector carries weight on directions the reported ones may not dominate: a turned top
+    eigenvector shows up here, not in the top-k residuals)."""
+    top = bounds > tol * theta[:k].abs().clamp_min(floor)
+    kth = theta[k - 1] + tol * theta[k - 1].abs().clamp_min(floor)
+    lower = theta[k:] + eps[k:] > kth
+    return torch.cat([top, lower])
+
+
+def track(
+    matmat: Matmat,
+    dim: int,
+    k: int = 1,
+    *,
+    block: Tensor | None = None,
+    scout: Tensor | None = None,
+    guard: int = 3,
+    tol: float = 1e-3,
+    max_expand: int = 8,
+    max_iter: int = 100,
+    audit: bool = False,
+    scout_mix: float = 0.3,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> TrackResult:
+    """The top-k eigenpairs of the symmetric operator `matmat`, started from the previous call's
+    `block` and `scout` (None: a cold Lanczos start). See the module docstring."""
+    if not 1 <= k <= dim:
+        raise ValueError(f"k must be in [1, dim={dim}], got {k}")
+    generator = generator or torch.Generator().manual_seed(0)
+    keep = min(k + guard, dim)
+    usable = block is not None and block.shape[0] == dim and block.shape[1] >= k
+    if not usable or audit:
+        start = block.to(device, dtype) if usable else None
+        return _lanczos(matmat, dim, k, keep, tol, max_iter, start, generator, dtype, device,
+                        "audit" if usable else "lanczos", n_before=0)
+
+    parts = [block.to(device, dtype)]
+    if scout is not None and scout.shape[0] == dim:
+        parts.append(scout.to(device, dtype).reshape(dim, 1))
+    x = _orthonormalize(torch.cat(parts, dim=1), None)
+    ax = matmat(x)
+    first = n_matvec = x.shape[1]
+    while True:
+        theta, y, ay, residual = _rayleigh_ritz(x, ax)
+        eps = residual.norm(dim=0).double().cpu()
+        floor = torch.finfo(torch.float64).eps ** 0.5 * float(theta.abs().max())
+        bounds = certificate(theta, eps, k)
+        open_ = _open_pairs(theta, eps, bounds, k, tol, floor)
+        if not bool(open_.any()):
+            break
+        if n_matvec - first >= max_expand or x.shape[1] >= dim:
+            return _lanczos(matmat, dim, k, keep, tol, max_iter, y[:, :keep], generator, dtype,
+                            device, "lanczos", n_before=n_matvec)
+        w = _orthonormalize(residual[:, open_.to(residual.device)], x)
+        if w.shape[1] == 0:  # the residuals lie in the space already: Rayleigh-Ritz is exact
+            bounds = eps[:k].clone()
+            break
+        x = torch.cat([x, w], dim=1)
+        ax = torch.cat([ax, matmat(w)], dim=1)
+        n_matvec += w.shape[1]
+    next_block = y[:, :keep]
+    return TrackResult(
+        eigenvalues=theta[:k], eigenvectors=y[:, :k], residuals=eps[:k], bounds=bounds[:k],
+        n_matvec=n_matvec, certified=True, method="tracked" if n_matvec == first else "expanded",
+        block=next_block.detach(),
+        scout=_next_scout(theta, eps, y, ay, k, keep, scout_mix, generator).detach(),
+    )
+
+
+def _rayleigh_ritz(x: Tensor, ax: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Ritz values (descending, float64 CPU), vectors Y = X S, their images A Y and residuals."""
+    g = (x.T @ ax).double().cpu()
+    theta, s = torch.linalg.eigh((g + g.T) / 2)
+    theta, s = theta.flip(0), s.flip(1).to(x)
+    y, ay = x @ s, ax @ s
+    return theta, y, ay, ay - y * theta.to(y)
+
+
+def _next_scout(theta: Tensor, eps: Tensor, y: Tensor, ay: Tensor, k: int, keep: int,
+                mix: float, generator: torch.Generator) -> Tensor:
+    """The next call's scout: a Krylov direction outside the carried block, plus randomness.
+
+    Of the Ritz pairs below the top k, the one whose interval theta + eps reaches highest may
+    hide weight on a larger eigenvalue; its residual A y - theta y (a product already taken),
+    projected off the carried block, is where that weight grows. A random vector of relative
+    weight `mix` keeps every direction reachable."""
+    carried = y[:, :keep]
+    r = _orthonormalize(random_vector(y.shape[0], generator, dtype=y.dtype,
+                                      device=y.device).reshape(-1, 1), carried)
+    if theta.numel() > k:
+        i = k + int(torch.argmax(theta[k:] + eps[k:]))
+        step = _orthonormalize((ay[:, i] - theta[i].to(y) * y[:, i]).reshape(-1, 1), carried)
+        if step.shape[1] and r.shape[1]:
+            return _orthonormalize(step + mix * r, carried)[:, 0]
+        if step.shape[1]:
+            return step[:, 0]
+    return r[:, 0]
+
+
+def _lanczos(matmat: Matmat, dim: int, k: int, keep: int, tol: float, max_iter: int,
+             start: Tensor | None, generator: torch.Generator, dtype: torch.dtype,
+             device: torch.device | str, method: str, n_before: int) -> TrackResult:
+    """Lanczos (warm-started from `start`'s columns when given), as a TrackResult."""
+    v0 = None if start is None else warm_start(start, generator)
+    result = lanczos(lambda v: matmat(v.reshape(-1, 1))[:, 0], dim, k=k, max_iter=max_iter,
+                     tol=tol, v0=v0, dtype=dtype, device=device, generator=generator,
+                     extra_vectors=min(keep + 1, dim) - k)
+    extra = result.extra_vectors
+    vectors = result.eigenvectors if extra is None else torch.cat([result.eigenvectors, extra], 1)
+    scout = vectors[:, keep] if vectors.shape[1] > keep else random_vector(
+        dim, generator, dtype=dtype, device=device)
+    return TrackResult(
+        eigenvalues=result.eigenvalues, eigenvectors=result.eigenvectors,
+        residuals=result.residuals, bounds=result.residuals.clone(),
+        n_matvec=n_before + result.n_matvec, certified=result.converged, method=method,
+        block=vectors[:, :keep].detach(), scout=scout.detach(),
+    )

@@ -95,12 +95,20 @@ def run(
     plugins: list[str] = typer.Option(
         [], "--plugin", help="a module name or .py file registering tasks, models, "
                              "measurements or phenomena (repeatable; added to `plugins:`)"),
+    tags: list[str] = typer.Option([], "--tag", help="W&B tag of every run (repeatable)"),
+    notes: str | None = typer.Option(None, "--notes", help="W&B notes of every run"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
     from dynamics_lab.schema import ConfigError
     from dynamics_lab.sweep.launch import RunRequest, launch, plan
     from dynamics_lab.sweep.slurm import SlurmError
     from dynamics_lab.tracking.rundir import RunDirError
+    from dynamics_lab.tracking.wandb import set_tags_and_notes
+
+    try:
+        set_tags_and_notes(tags, notes)  # through the environment: workers inherit it
+    except ValueError as exc:
+        fail(str(exc))
 
     request = RunRequest(experiment, profile, overrides, sweep, seed, out, workers, launcher.value,
                          ensemble, resume_sweep, wait, wandb, device.value if device else None,

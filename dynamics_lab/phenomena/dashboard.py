@@ -2,7 +2,8 @@
 and dashboard panels that `dynlab dashboard` turns into a W&B workspace.
 
 A panel names keys, not widgets, so any front end can draw it:
-- `line`: metric curves against `x` (W&B's `_step` by default), one line per run, runs grouped
+- `line`: metric curves against `x` (the training step, `STEP_METRIC`, by default; W&B's own
+  `_step` counts history rows, several per training step), one line per run, runs grouped
   (and averaged over seeds) by the config keys in `group_by`; `SWEPT` stands for the sweep's grid
   keys, `swept_key(i)` for its i-th key. A y key ending in `*` stands for every logged key with
   that prefix (`modes/strength_*` -> `modes/strength_0`, `modes/strength_1`, ...).
@@ -17,6 +18,7 @@ from typing import Literal
 
 SWEPT = "$swept"  # in group_by: the sweep's grid keys
 VERDICT_PREFIX = "verdict/"  # verdict fields in a W&B run summary (tracking/wandb.py)
+STEP_METRIC = "trainer/global_step"  # the training step in W&B history (Lightning's name)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Panel:
 
     title: str
     y: tuple[str, ...]
-    x: str = "_step"
+    x: str = STEP_METRIC
     kind: Literal["line", "scatter"] = "line"
     group_by: tuple[str, ...] = (SWEPT,)
     color: str | None = None

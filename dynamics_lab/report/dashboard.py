@@ -2,8 +2,12 @@
 
 The panels come from the phenomenon (`Detector.panels`, plain data), so a new phenomenon brings
 its own. The spec is resolved against the sweep (its grid keys, the metric keys its runs logged)
-and always written to SWEEP_DIR/dashboard.json; with a W&B login it is also published as a saved
-workspace view filtered to the sweep's W&B group (the sweep id).
+and always written to SWEEP_DIR/dashboard.json (plain data, what `describe` prints) and
+SWEEP_DIR/workspace.json: the wandb-workspaces view document itself, the one W&B stores for a
+saved workspace; `load_workspace` turns it back into a `Workspace` to edit or `.save()`. Line
+panels plot against the training step and group runs by every swept key (the runs table's
+grouping, mean with a standard-error band over seeds). With a W&B login the workspace is also
+published, filtered to the sweep's W&B group (the sweep id).
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from dynamics_lab.phenomena import build
-from dynamics_lab.phenomena.dashboard import SWEPT, VERDICT_PREFIX
+from dynamics_lab.phenomena.dashboard import STEP_METRIC, SWEPT, VERDICT_PREFIX
 from dynamics_lab.report.tables import latest_sweep
 from dynamics_lab.tracking.rundir import MANIFEST, RunDir, RunDirError, read_json, write_json
 
 SPEC_FILE = "dashboard.json"
+WORKSPACE_FILE = "workspace.json"
 _SWEPT_INDEX = re.compile(re.escape(SWEPT) + r"\[(\d+)\]")
 
 
@@ -133,16 +138,45 @@ def build_workspace(spec: dict):
                                          z=_metric(p["color"]) if p["color"] else None,
                                          log_x=p["log_x"], log_y=p["log_y"]))
         else:
+            # A panel grouped by one key of a bigger grid names it; grouped by the whole grid
+            # (the usual case) it follows the runs table's grouping, which holds every key.
+            one = p["group_by"][0] if len(p["group_by"]) == 1 < len(spec["grid"]) else None
             panels.append(wr.LinePlot(title=p["title"], x=p["x"], y=list(p["y"]),
                                       log_x=p["log_x"], log_y=p["log_y"],
-                                      groupby=p["group_by"][0] if p["group_by"] else None))
+                                      groupby=wr.Config(one) if one else None,
+                                      groupby_aggfunc="mean", groupby_rangefunc="stderr",
+                                      title_x=_words(p["x"])))
     runset = ws.RunsetSettings(filters=[expr.Metric("Group") == spec["group"]],
                                groupby=[expr.Config(k) for k in spec["grid"]])
     return ws.Workspace(
         name=f"{spec['experiment']} {spec['sweep_id']}", entity=spec["entity"] or "",
         project=spec["project"], runset_settings=runset,
+        settings=ws.WorkspaceSettings(x_axis=STEP_METRIC),
         sections=[ws.Section(name=f"{spec['phenomenon']}: {spec['sweep_id']}", panels=panels,
                              is_open=True)])
+
+
+def _words(key: str) -> str:
+    return "training step" if key == STEP_METRIC else key
+
+
+def save_workspace(workspace, path: Path) -> Path:
+    """The workspace's view document (what W&B stores for a saved workspace) as JSON."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(workspace._to_model().model_dump_json(by_alias=True, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def load_workspace(path: Path | str):
+    """A `wandb_workspaces.workspaces.Workspace` from a saved view document, built as
+    `Workspace.from_url` builds one from W&B's copy; `.save()` publishes it."""
+    import wandb_workspaces.workspaces as ws
+    from wandb_workspaces.workspaces import internal
+
+    view = internal.View.model_validate_json(Path(path).read_text())
+    return ws.Workspace._from_model(view)
 
 
 def write_dashboard(runs: Path | str, publish: bool) -> tuple[Path, str | None]:
@@ -154,6 +188,7 @@ def write_dashboard(runs: Path | str, publish: bool) -> tuple[Path, str | None]:
     spec = dashboard_spec(sweep_dir)
     path = sweep_dir / SPEC_FILE
     write_json(path, spec)
+    save_workspace(build_workspace(spec), sweep_dir / WORKSPACE_FILE)
     if not publish:
         return path, None
     try:

@@ -36,6 +36,17 @@ def is_offline() -> bool:
     return not has_login() or os.environ.get("WANDB_MODE") == "offline"
 
 
+def set_tags_and_notes(tags: list[str], notes: str | None) -> None:
+    """W&B tags and notes for every run this process and its workers start (wandb.init reads
+    WANDB_TAGS, comma-separated, and WANDB_NOTES)."""
+    if any("," in tag for tag in tags):
+        raise ValueError(f"a W&B tag cannot hold a comma: {[t for t in tags if ',' in t][0]!r}")
+    if tags:
+        os.environ["WANDB_TAGS"] = ",".join(tags)
+    if notes is not None:
+        os.environ["WANDB_NOTES"] = notes
+
+
 def verdict_summary(config: dict, verdict: dict | None = None) -> dict[str, Any]:
     """`verdict/<field>` for EVERY field of the config's phenomenon's verdict, missing or null
     ones as NaN, so a W&B sweep's metric exists on runs that did not show the phenomenon (or
@@ -57,8 +68,12 @@ def verdict_summary(config: dict, verdict: dict | None = None) -> dict[str, Any]
 def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
                       resume_id: str | None = None):
     """A WandbLogger writing under the run dir, its run started with every verdict key in the
-    summary (NaN until the verdict); offline (with a sync hint) when no login."""
+    summary (NaN until the verdict) and every metric plotted against the training step;
+    offline (with a sync hint) when no login. Tags and notes come from WANDB_TAGS and
+    WANDB_NOTES (`dynlab run --tag/--notes` sets them), which wandb.init reads."""
     from lightning.pytorch.loggers import WandbLogger
+
+    from dynamics_lab.phenomena.dashboard import STEP_METRIC
 
     offline = is_offline()
     logging = config.get("logging", {})
@@ -67,7 +82,12 @@ def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
         name=run_name, group=group, job_type=config.get("name"), save_dir=str(run_dir),
         offline=offline, id=resume_id, resume="allow" if resume_id else None, config=config,
     )
-    logger.experiment.summary.update(verdict_summary(config))
+    run = logger.experiment
+    # One training step logs up to three history rows (evaluation, measurements, batch loss),
+    # so W&B's own `_step` is no training step: every metric is plotted against ours.
+    run.define_metric(STEP_METRIC)
+    run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)
+    run.summary.update(verdict_summary(config))
     return logger, offline
 
 
@@ -92,28 +112,60 @@ def sweep_sync_hint(sweep_dir: Path) -> str | None:
     return None
 
 
+ARTIFACT_FILES = ("config.yaml", "verdict.json", "metrics.parquet")
+
+
 def finish_wandb(logger: Any, verdict: dict | None, status: Status) -> None:
     """Put the verdict (every field of the phenomenon's, null as NaN) and the status into the
-    run summary and close the W&B run."""
+    run summary, log the run's files as an artifact and close the W&B run."""
     run = logger.experiment
     summary = verdict_summary(dict(run.config), verdict)
     summary["status"] = str(status)
     run.summary.update(summary)
+    log_run_files(run, Path(logger.save_dir))
     run.finish(exit_code=0 if Status(status).finished else 1)
 
 
+def log_run_files(run: Any, run_dir: Path) -> list[str]:
+    """config.yaml, verdict.json and metrics.parquet (written now from metrics.csv) as one
+    artifact of type `run-files`, named after the run; the files present are returned."""
+    import wandb
+
+    from dynamics_lab.tracking.metrics import write_parquet
+
+    if (run_dir / "metrics.csv").exists():
+        write_parquet(run_dir / "metrics.csv", run_dir / "metrics.parquet")
+    files = [name for name in ARTIFACT_FILES if (run_dir / name).is_file()]
+    if files:
+        artifact = wandb.Artifact(f"run-{run.id}", type="run-files",
+                                  metadata={"run_dir": str(run_dir)})
+        for name in files:
+            artifact.add_file(str(run_dir / name), name=name)
+        run.log_artifact(artifact)
+    return files
+
+
 def report_frame(table: Any) -> Any:
-    """A summary table W&B's Table takes: numbers stay numbers, anything else (lists, mixed
-    columns) becomes text, missing stays missing."""
+    """A summary table W&B's Table takes: numbers stay numbers, flags stay booleans, anything
+    else (lists, mixed columns) becomes text, missing stays missing."""
     import pandas as pd
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    def missing(v: Any) -> bool:
+        return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
     frame = table.copy()
     for column in frame.columns:
         values = frame[column]
-        if is_bool_dtype(values) or not is_numeric_dtype(values):
-            frame[column] = [None if v is None or (isinstance(v, float) and math.isnan(v))
-                             else str(v) for v in values]
+        if is_bool_dtype(values):
+            frame[column] = [None if missing(v) else bool(v) for v in values]
+        elif is_numeric_dtype(values):
+            continue
+        elif all(isinstance(v, bool) for v in values if not missing(v)):
+            frame[column] = pd.Series([None if missing(v) else v for v in values], dtype=object,
+                                      index=values.index)
+        else:
+            frame[column] = [None if missing(v) else str(v) for v in values]
     return pd.DataFrame(frame)
 
 

@@ -46,7 +46,65 @@ def test_detected_when_sharpness_hovers_at_two_over_eta():
     assert v.start_ratio == pytest.approx(2.5 / 20) and v.loss_change < 1
     assert v.loss_rise_fraction == pytest.approx(750 / 3000)
     assert v.summary == ("sharpness reached 2/eta=20 at step 675 and stayed within 10% for "
-                         "100% of the 47 samples after the crossing; loss rose on 25% of steps")
+                         "100% of the 47 samples after the crossing, oscillating at the edge; "
+                         "loss rose on 25% of steps")
+    assert v.picture == "oscillating at the edge" and v.n_before_crossing == 27
+
+
+def sampled(every: int, reach_at: float, hover, loss_rises: bool = True, steps: int = 3000):
+    """Sharpness every `every` steps (ramp from 0.125x to 2/eta=20 by `reach_at`, then
+    hover(i) x 2/eta), the batch loss every step (falling; non-monotone when loss_rises)."""
+    t = np.arange(0, steps + 1, every)
+    ratio = np.where(t < reach_at, 0.125 + 0.875 * t / reach_at, [hover(i) for i in range(len(t))])
+    s = np.arange(steps + 1)
+    loss = np.exp(-s / 1000) * (1 + (0.05 * (s % 4 == 0) if loss_rises else 0))
+    sharp = pd.DataFrame({"step": t, "hessian/lambda_max": 20 * ratio,
+                          "hessian/threshold": 20.0})
+    return pd.concat([sharp, pd.DataFrame({"step": s, "train/batch_loss": loss})],
+                     ignore_index=True).sort_values("step", kind="stable", ignore_index=True)
+
+
+def test_sharpening_drawn_from_a_few_samples_is_undetermined():
+    # The same curve sampled every 150 steps: 4 samples before the crossing at step 600.
+    v = detect("edge_of_stability", sampled(150, 500, lambda i: 1 + 0.05 * np.sin(i)), GD)
+    assert v.outcome == "undetermined" and v.n_before_crossing == 4
+    assert "need 10 before the crossing" in v.reason
+    dense = detect("edge_of_stability", sampled(10, 500, lambda i: 1 + 0.05 * np.sin(i)), GD)
+    assert dense.detected and dense.n_before_crossing >= 40
+
+
+def test_too_few_samples_never_hide_a_negative_verdict():
+    # Sparse samples, but the sharpness overshoots to 1.5x and stays: not detected regardless.
+    v = detect("edge_of_stability", sampled(150, 500, lambda i: 1.5), GD)
+    assert v.outcome == "not_detected"
+
+
+def test_settled_just_below_the_edge_is_named():
+    # Sharpness settles at 0.96x with a monotone loss (the other fixed point of the
+    # second-order model): within the band, so detected, and named for what it is.
+    v = detect("edge_of_stability", sampled(10, 500, lambda i: 0.96, loss_rises=False), GD)
+    assert v.detected and v.picture == "settled just below the edge"
+    assert v.above_fraction == 0 and v.rises_after == 0
+    assert "settled just below the edge" in v.summary
+
+
+def test_a_jump_to_the_edge_within_a_few_steps_is_a_catapult():
+    # Densely sampled (every step), yet the threshold is reached by step 15: no sharpening.
+    v = detect("edge_of_stability", sampled(1, 16, lambda i: 1 + 0.05 * np.sin(i / 20)), GD)
+    assert v.outcome == "not_detected" and v.picture == "catapult"
+    assert "catapult" in v.summary
+
+
+def test_uncertified_sharpness_samples_are_dropped():
+    # An eigensolver that did not certify a sample: that sample is not evidence either way.
+    frame = sampled(10, 500, lambda i: 1 + 0.05 * np.sin(i))
+    sharp = frame["hessian/lambda_max"].notna()
+    frame["hessian/certified"] = np.where(sharp, 1.0, np.nan)
+    rows = frame.index[sharp & (frame["step"] > 1000)]
+    frame.loc[rows[:5], "hessian/lambda_max"] = 1e6  # wild values the solver flagged
+    frame.loc[rows[:5], "hessian/certified"] = 0.0
+    v = detect("edge_of_stability", frame, GD)
+    assert v.detected and v.n_uncertified == 5 and v.max_sharpness_ratio < 1.1
 
 
 def test_not_detected_when_sharpness_overshoots_and_stays_far():

@@ -2,7 +2,8 @@
 from below ("progressive sharpening") until it reaches the stability threshold (2/eta for GD),
 then hovers there while the loss, non-monotone step to step, keeps falling over the long run.
 
-Sharpness is `hessian/precond_lambda_max` when logged (Adam), else `hessian/lambda_max`; the
+Sharpness is `hessian/precond_lambda_max` when logged (Adam), else `hessian/lambda_max`; a
+sample whose eigensolver did not certify it (`hessian/certified` = 0) is dropped; the
 threshold is the logged `hessian/threshold` in force at each sample (it moves with a learning
 rate schedule), else it follows from the `optim` section.
   sharpening       the first sharpness sample is at most max_start_ratio x threshold (a run that
@@ -19,10 +20,18 @@ rate schedule), else it follows from the `optim` section.
                    sharpness sits at the threshold is divergence, not the edge of stability)
 A run whose training loss became non-finite (`curves.diverged_at`) diverged: not detected.
 Undetermined: sharpness, loss or a positive threshold unknown; fewer than min_samples sharpness
-samples; fewer than min_later_samples samples, or
+samples; fewer than min_before_crossing samples before the crossing (sharpening drawn from a
+handful of points is not evidence of it); fewer than min_later_samples samples, or
 fewer than min_hover_ratio x the crossing step, after the crossing; sharpness still rising
 below the threshold at the end of the run (it would reach it within another run's length at its
 last pace).
+
+The verdict names the picture it saw (`picture`): oscillating at the edge (sharpness above
+and below the threshold, the loss non-monotone: Cohen et al.), settled just below it (at
+reach..1x with a monotone loss: the other fixed point of Agarwala et al. 2023's second-order
+model), or a catapult (the threshold reached within `catapult_steps` of the start: a jump, not
+sharpening: not detected). Too few samples before the crossing withhold only a positive verdict;
+a run that fails the band or the loss test is not detected on those grounds alone.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from pydantic import Field
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import diverged_at, first, first_column, series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
+from dynamics_lab.phenomena.edge_of_stability.picture import picture_of
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
@@ -55,6 +65,16 @@ class EdgeOfStabilityConfig(NamedSection):
     max_start_ratio: float = Field(0.8, gt=0, lt=1)  # sharpening from below: start <= this
     min_hover_ratio: float = Field(0.25, ge=0)  # steps after the crossing / crossing step
     min_samples: int = Field(10, ge=2)  # sharpness samples, fewer: undetermined
+    # Progressive sharpening is a curve, not a pair of points: fewer samples before the
+    # crossing than this and the verdict is undetermined (Cohen et al. sample tens to hundreds).
+    min_before_crossing: int = Field(10, ge=1)
+    # A crossing within this many steps of the start is a jump to the edge (a catapult, Lewkowycz
+    # et al. 2020), not progressive sharpening, however densely it was sampled.
+    catapult_steps: int = Field(25, ge=0)
+    # Settled just below: at most this fraction of the window's samples above the threshold and
+    # the loss rising on at most `settled_max_rises` of the steps after the crossing.
+    settled_max_above: float = Field(0.1, ge=0, le=1)
+    settled_max_rises: float = Field(0.02, ge=0, le=1)
 
 
 @dataclass
@@ -72,6 +92,14 @@ class EdgeOfStabilityVerdict(Verdict):
     loss_rise_fraction: float | None = None  # of consecutive logged losses that went up
     median_ratio: float | None = None  # median sharpness / threshold in the window
     diverged_step: int | None = None  # first step with a non-finite training loss
+    n_before_crossing: int = 0  # sharpness samples before the crossing
+    above_fraction: float | None = None  # of the window's samples above the threshold
+    rises_after: float | None = None  # of consecutive losses after the crossing that went up
+    # What was seen: "oscillating at the edge" (sharpness above and below the threshold, the
+    # loss non-monotone), "settled just below" (sharpness at reach..1x, the loss monotone;
+    # Agarwala et al. 2023 predict both), "catapult" (reached within catapult_steps).
+    picture: str | None = None
+    n_uncertified: int = 0  # sharpness samples dropped: their eigensolver did not certify them
 
 
 def threshold_from_config(experiment: dict) -> float | None:
@@ -135,6 +163,9 @@ class EdgeOfStability(Detector):
             return self.undetermined(f"no stability threshold ({THRESHOLD} not logged as a "
                                      "positive number and no optim.lr)", **fields)
         steps, values = series(metrics, column)
+        certified = _certified(metrics, steps)
+        fields["n_uncertified"] = int((~certified).sum())
+        steps, values = steps[certified], values[certified]
         if len(values) < c.min_samples:
             return self.undetermined(f"only {len(values)} sharpness samples (need "
                                      f"{c.min_samples})", **fields)
@@ -155,16 +186,21 @@ class EdgeOfStability(Detector):
                                 f"sharpness never reached {edge}: peaked at {ratio.max():.2f}x "
                                 "of it", **fields)
         crossing = float(steps[reached])
+        fields["n_before_crossing"] = int(reached)
         later = ratio[reached + 1:]
         n_window = max(int(np.ceil(c.window_fraction * len(later))),
                        min(c.min_later_samples, len(later)))
         window = later[:n_window]
         within = float((np.abs(window - 1) <= c.band).mean()) if len(window) else None
         change = _long_run_change(loss_steps, loss, crossing)
+        after = loss[loss_steps >= crossing]
+        rises_after = float((np.diff(after) > 0).mean()) if len(after) > 1 else None
+        above = float((window > 1).mean()) if len(window) else None
         fields.update(crossing_step=int(crossing), fraction_within=within,
                       n_window_samples=len(window), n_later_samples=len(later),
-                      loss_change=change,
-                      median_ratio=float(np.median(window)) if len(window) else None)
+                      loss_change=change, above_fraction=above, rises_after=rises_after,
+                      median_ratio=float(np.median(window)) if len(window) else None,
+                      picture=picture_of(crossing, above, rises_after, c))
         at = f"reached {edge} at step {format_step(crossing)}"
         if ratio[0] > c.max_start_ratio:
             return self.verdict(
@@ -194,11 +230,26 @@ class EdgeOfStability(Detector):
                                 f"sharpness {at} and stayed {hover}, but the loss {grew} "
                                 "after the crossing", f"no edge of stability: the loss {grew} "
                                 "at the threshold (divergence)", **fields)
+        # A positive verdict needs the sharpening itself; the negative ones above do not.
+        if fields["picture"] == "catapult":
+            return self.verdict(
+                Outcome.NOT_DETECTED,
+                f"sharpness {at}, within {c.catapult_steps} steps of the start: a jump to the "
+                "edge (catapult), not progressive sharpening",
+                f"no progressive sharpening: sharpness jumped to {edge} by step "
+                f"{format_step(crossing)} (catapult)", **fields)
+        if reached < c.min_before_crossing:
+            return self.undetermined(
+                f"sharpness {at} after only {reached} samples (need {c.min_before_crossing} "
+                "before the crossing to show progressive sharpening): measure more often "
+                "early (log_spaced)", **fields)
         rose = f"; loss rose on {rises:.0%} of steps" if rises is not None else ""
+        picture = fields["picture"]
         return self.verdict(Outcome.DETECTED,
-                            f"sharpened from {ratio[0]:.2f}x, {at}, stayed {hover}; the loss "
-                            f"fell {1 / change:.3g}x after it",
-                            f"sharpness {at} and stayed {hover}{rose}", **fields)
+                            f"sharpened from {ratio[0]:.2f}x over {reached} samples, {at}, "
+                            f"{picture}: stayed {hover}; the loss fell {1 / change:.3g}x "
+                            "after it",
+                            f"sharpness {at} and stayed {hover}, {picture}{rose}", **fields)
 
     def figures(self, view) -> list:
         from dynamics_lab.phenomena.edge_of_stability.figures import write_figures
@@ -214,6 +265,15 @@ def _in_force(steps: np.ndarray, t_steps: np.ndarray, logged: np.ndarray,
         return np.full(len(steps), default)
     k = np.searchsorted(t_steps, steps, side="right") - 1
     return logged[np.clip(k, 0, None)]
+
+
+def _certified(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:
+    """True for the sharpness samples whose eigensolver certified them (all, where the run did
+    not log `hessian/certified`)."""
+    if "hessian/certified" not in metrics:
+        return np.ones(len(steps), dtype=bool)
+    flags = metrics.dropna(subset=["hessian/certified"]).groupby("step")["hessian/certified"].last()
+    return flags.reindex(steps).fillna(1.0).to_numpy() > 0
 
 
 def _still_rising(ratio: np.ndarray, reach: float) -> bool:

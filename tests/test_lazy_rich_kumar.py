@@ -99,7 +99,7 @@ def test_unit_variance_inputs_keep_the_target_unit_scaled():
     assert task.directions().norm().item() == pytest.approx(1.0)
 
 
-def test_log_time_delay_is_read_at_the_shared_level():
+def test_the_step_gap_is_read_at_the_shared_level_and_is_not_itself_grokking():
     steps = np.arange(0, 10001, 10.0)
     train = 0.4 * np.exp(-steps / 100)  # at 0.056 (0.14 x 0.4) near step 197
     val = 0.4 * np.exp(-steps / 1500)  # at 0.056 near step 2 950: 1.18 decades later
@@ -107,10 +107,20 @@ def test_log_time_delay_is_read_at_the_shared_level():
     frame = pd.DataFrame({"step": steps, "train/loss": train, "val/loss": val,
                           "ntk/alignment": align, "ntk/distance_init": 1e-3})
     v = detect("lazy_rich", frame)
-    assert v.train_cross_step == 200 and v.test_cross_step == 2950
-    assert v.log_delay == pytest.approx(math.log10(2950 / 200)) and v.grokked
+    assert v.train_cross_step == 200 and v.test_cross_step == 2950 and v.step_gap == 2750
+    assert v.log_delay == pytest.approx(math.log10(2950 / 200))
     assert v.alignment_jump == pytest.approx(0.05)
-    assert "decades after the train loss" in v.summary
+    assert "2 750 steps (1.17 decades) after the train loss" in v.summary
+    # The test loss left its level at once: a long gap at a low level, but no plateau.
+    assert not v.grokked and v.outcome == "not_detected"
+
+
+def test_the_shared_level_can_be_the_papers_absolute_mse():
+    steps = np.arange(0, 10001, 10.0)
+    frame = pd.DataFrame({"step": steps, "train/loss": 0.4 * np.exp(-steps / 100),
+                          "val/loss": 0.4 * np.exp(-steps / 1500)})
+    v = detect("lazy_rich", frame, {"phenomenon": {"name": "lazy_rich", "cross_level": 0.05}})
+    assert v.train_cross_step == 210 and v.test_cross_step == 3120
 
 
 def test_experiment_is_the_papers_setting():
@@ -122,19 +132,27 @@ def test_experiment_is_the_papers_setting():
 
 
 @pytest.mark.slow
-def test_quick_sweep_groks_later_the_lazier_the_network(tmp_path):
+@pytest.mark.parametrize("profile", ["held_out", "quick"])
+def test_the_step_gap_grows_with_alpha_while_no_run_groks_by_kumars_definition(tmp_path, profile):
+    # What the shipped sweep found (results/lazy_rich, CLAIMS.md): at every alpha from 0.1 to 4
+    # the test loss falls with the train loss (test drop / train fit < 2: not grokked), while
+    # the step gap at the paper's MSE 0.1 grows with alpha. The held-out seeds must agree.
     from typer.testing import CliRunner
 
     from dynamics_lab.cli import app
 
-    result = CliRunner().invoke(app, ["run", "lazy_rich", "--sweep", "--workers", "1",
-                                      "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["run", "lazy_rich", "--sweep", "--profile", profile,
+                                      "--workers", "1", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    verdicts = {float(p.parent.name.split(",")[0].removeprefix("alpha=")):
-                json.loads(p.read_text()) for p in tmp_path.rglob("verdict.json")}
-    assert sorted(verdicts) == [0.5, 1.0, 2.0]
-    for v in verdicts.values():
-        assert v["detected"] and v["regime"] == "rich" and v["grokked"], v["summary"]
-        assert v["alignment_max"] > v["alignment_init"]
-    delays = [verdicts[a]["log_delay"] for a in sorted(verdicts)]
-    assert delays == sorted(delays) and delays[0] >= 0.3
+    config = load_experiment("lazy_rich", profile)
+    verdicts = [json.loads(p.read_text()) for p in tmp_path.rglob("verdict.json")]
+    assert len(verdicts) == len(config.sweep.grid["model.alpha"]) * len(config.sweep.seeds)
+    by_alpha: dict[float, list] = {}
+    for p, v in zip(tmp_path.rglob("verdict.json"), verdicts):
+        by_alpha.setdefault(float(p.parent.name.split(",")[0].removeprefix("alpha=")), []).append(v)
+    for alpha, runs in by_alpha.items():
+        for v in runs:
+            assert v["outcome"] == "not_detected" and v["delay_ratio"] < 2, (alpha, v["reason"])
+            assert v["lazy_test_loss"] > v["min_val_loss"]  # below the lazy baseline
+    gaps = [np.mean([v["step_gap"] for v in by_alpha[a]]) for a in sorted(by_alpha)]
+    assert gaps == sorted(gaps) and gaps[-1] > 10 * gaps[0]

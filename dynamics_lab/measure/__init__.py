@@ -8,6 +8,7 @@ from dynamics_lab.measure.fourier_progress import FourierProgress
 from dynamics_lab.measure.gradients import GradientStats
 from dynamics_lab.measure.hessian import HessianSpectrum
 from dynamics_lab.measure.hessian_rank import HessianRank  # noqa: F401
+from dynamics_lab.measure.kernel_baseline import KernelBaseline  # noqa: F401
 from dynamics_lab.measure.memory_recall import MemoryRecall
 from dynamics_lab.measure.modes import Modes
 from dynamics_lab.measure.ntk import NTKAlignment

@@ -207,22 +207,35 @@ def _hidden_progress() -> list[Case]:
 
 
 def _lazy_rich() -> list[Case]:
+    # Grokking as Kumar et al. define it: the test loss on its level while the train loss fits
+    # (by step ~900 here), and a drop only later. The kernel columns describe the regime; the
+    # outcome reads the losses.
     out = []
     for name, kw in _variants([dict(every=50, steps=8000, noise=0.0),
                                dict(every=25, steps=8000, noise=0.02),
                                dict(every=100, steps=16000, noise=0.02)]):
-        for family, test, kernel, expected in (
-                ("textbook rich", "plateau", "moves", DETECTED),
-                ("rich after a transient", "transient", "moves", DETECTED),
-                ("lazy", "settle", "static", NOT),
-                ("transient sets the level", "settle", "early", NOT),
-                ("linear decline, static kernel", "linear", "static", NOT),
-                ("slow exponential, static kernel", "exponential", "static", NOT),
-                ("no kernel column", "plateau", "none", UNDETERMINED)):
+        for family, test, kernel, extra, expected in (
+                ("textbook grokking", "plateau", "moves", {}, DETECTED),
+                ("grokking after a transient", "transient", "moves", {}, DETECTED),
+                ("grokking, no kernel column", "plateau", "none", {}, DETECTED),
+                ("test drop before the train fit (rich)", "plateau", "moves",
+                 dict(drop_at=400), NOT),
+                ("test falls with the train loss", "exponential", "moves", {}, NOT),
+                ("lazy: the test loss stays on its level", "settle", "static", {},
+                 UNDETERMINED),
+                ("transient sets the level, no drop", "settle", "early", {}, UNDETERMINED)):
+            if test == "exponential" and kw["steps"] > 8000:
+                # Its time constant is a third of the run: over 16 000 steps the test loss is
+                # still within 10% of its level at the fit and falls 3x eight times later, a
+                # delay by the definition, no longer a look-alike.
+                continue
             out.append(Case("lazy_rich", family, name, expected,
-                            lambda t=test, k=kernel, kw=kw: (syn.lazy_rich(t, k, **kw), {})))
+                            lambda t=test, k=kernel, e=extra, kw=kw: (
+                                syn.lazy_rich(t, k, **{**kw, **e}), {})))
     out.append(Case("lazy_rich", "few evaluations", "every=1000, steps=8000", UNDETERMINED,
                     lambda: (syn.lazy_rich(every=1000), {})))
+    out.append(Case("lazy_rich", "train loss not fit yet", "every=20, steps=600", UNDETERMINED,
+                    lambda: (syn.lazy_rich(every=20, steps=600), {})))
     return out
 
 

@@ -1,6 +1,7 @@
-"""Lazy vs rich figures: losses, NTK alignment and kernel distance on one time axis per alpha,
-the regime of every run against the swept key, and Kumar et al.'s grokking delay (train and
-test loss reaching a shared level) against it."""
+"""Lazy vs rich figures: losses (with the lazy baseline, kernel regression with the initial NTK),
+NTK alignment and kernel distance on one time axis per alpha, the regime of every run against
+the swept key, and Kumar et al.'s grokking delay (train and test loss reaching a shared level)
+against it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 from dynamics_lab.phenomena.plotting import pyplot, save
 
 LOSSES = (("train/loss", "train loss", "tab:blue"), ("val/loss", "test loss", "tab:orange"))
+LAZY = "kernel/lazy_test_loss"
 KERNEL = (("ntk/alignment", "NTK-label alignment", "tab:green"),
           ("ntk/distance_init", "kernel distance from init", "tab:red"))
 
@@ -31,6 +33,9 @@ def kernel_and_loss_panels(runs: dict[str, pd.DataFrame], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
     for ax, (name, frame) in zip(axes[0], runs.items()):
         lines = _plot(ax, frame, LOSSES)
+        if LAZY in frame and frame[LAZY].notna().any():
+            lines.append(ax.axhline(float(frame[LAZY].dropna().iloc[0]), color="tab:orange",
+                                    ls=":", lw=1, label="test loss, kernel regression with K0"))
         ax.set_yscale("log")
         ax.set_xscale("log")
         ax.set_xlabel("step")
@@ -48,63 +53,84 @@ def kernel_and_loss_panels(runs: dict[str, pd.DataFrame], path: Path) -> Path:
     return save(fig, path)
 
 
+def _by_axis(table: pd.DataFrame, axis: str, column: str) -> pd.DataFrame:
+    """Per swept value: mean, min and max of a column over the seeds."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    return values.groupby(table[axis]).agg(["mean", "min", "max"]).dropna()
+
+
+def _spread(ax, table, axis, column, label, color, marker="o"):
+    """Every seed as a faint point, the mean over seeds as a line."""
+    if column not in table:
+        return
+    values = pd.to_numeric(table[column], errors="coerce")
+    ax.plot(table[axis], values, marker, color=color, alpha=0.35, ls="none", ms=4)
+    stats = _by_axis(table, axis, column)
+    ax.plot(stats.index, stats["mean"], marker + "-", color=color, label=label)
+
+
 def regime_summary(table: pd.DataFrame, axis: str, path: Path) -> Path:
-    """Final test loss, kernel distance and peak alignment against the swept key."""
+    """Final test loss (and the lazy baseline), kernel distance and peak alignment against the
+    swept key; each seed a point, the mean a line; the verdicts (k/n grokked) annotated."""
     plt = pyplot()
-    done = table.sort_values(axis)
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(done[axis], done["final_val_loss"], "o-", color="tab:orange", label="final test loss")
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    _spread(ax, table, axis, "final_val_loss", "final test loss", "tab:orange")
+    _spread(ax, table, axis, "lazy_test_loss", "kernel regression with K0 (test)", "tab:orange",
+            "x")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(axis)
-    ax.set_ylabel("final test loss")
+    ax.set_ylabel("test loss")
     twin = ax.twinx()
-    for column, label, color in (("kernel_distance", "kernel distance", "tab:red"),
-                                 ("alignment_max", "peak alignment", "tab:green")):
-        if column in done:
-            twin.plot(done[axis], done[column], "s--", color=color, label=label)
+    _spread(twin, table, axis, "kernel_distance", "kernel distance", "tab:red", "s")
+    _spread(twin, table, axis, "alignment_max", "peak alignment", "tab:green", "^")
     twin.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=7)
-    for _, row in done.iterrows():
-        ax.annotate(str(row.get("regime", "")), (row[axis], row["final_val_loss"]), fontsize=7,
-                    textcoords="offset points", xytext=(3, 4))
-    ax.set_title("regime by output scale", fontsize=10)
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=6)
+    if "outcome" in table:
+        for value, part in table.groupby(axis):
+            k = int((part["outcome"] == "detected").sum())
+            y = pd.to_numeric(part["final_val_loss"], errors="coerce").max()
+            if pd.notna(y):
+                ax.annotate(f"{k}/{len(part)} grokked", (value, y), fontsize=6,
+                            textcoords="offset points", xytext=(2, 4))
+    ax.set_title("output scale: final test loss, kernel movement", fontsize=10)
     return save(fig, path)
 
 
-def delay_figure(table: pd.DataFrame, axis: str, path: Path) -> Path:
-    """Steps at which the train and the test loss reach the shared level (left, log-log), and the
-    delay between them in decades (right), against the swept key."""
+def delay_figure(table: pd.DataFrame, axis: str, path: Path, min_ratio: float = 2.0) -> Path:
+    """Left: steps at which the train and the test loss reach the shared level (Kumar et al.'s
+    step gap). Right: the test drop step over the train fit step (the grokking delay in the raw
+    losses), with the detector's threshold. Each seed a point, the mean a line."""
     plt = pyplot()
-    done = table.sort_values(axis)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
-    for column, label, color in (("train_cross_step", "train loss at the level", "tab:blue"),
-                                 ("test_cross_step", "test loss at the level", "tab:orange")):
-        left.loglog(done[axis], done[column], "o-", color=color, label=label)
+    _spread(left, table, axis, "train_cross_step", "train loss at the shared level", "tab:blue")
+    _spread(left, table, axis, "test_cross_step", "test loss at the shared level", "tab:orange")
+    left.set_xscale("log")
+    left.set_yscale("log")
     left.set_xlabel(axis)
     left.set_ylabel("step")
     left.legend(fontsize=7)
     left.grid(alpha=0.3, which="both")
-    right.semilogx(done[axis], done["log_delay"], "o-", color="k")
-    for _, row in done.iterrows():
-        if pd.notna(row["log_delay"]):
-            right.annotate(f"{10 ** row['log_delay']:.1f}x", (row[axis], row["log_delay"]),
-                           textcoords="offset points", xytext=(4, -10), fontsize=7)
+    _spread(right, table, axis, "delay_ratio", "test drop / train fit", "k")
+    right.axhline(min_ratio, color="gray", ls=":", lw=1,
+                  label=f"grokked above {min_ratio:g}x (detector default)")
+    right.set_xscale("log")
+    right.set_yscale("log")
     right.set_xlabel(axis)
-    right.set_ylabel("log10(test step / train step)")
-    right.set_ylim(bottom=0)
+    right.set_ylabel("test drop step / train fit step")
+    right.legend(fontsize=7)
     right.grid(alpha=0.3, which="both")
     for ax in (left, right):
-        values = sorted(done[axis].dropna().unique())
+        values = sorted(table[axis].dropna().unique())
         ax.set_xticks(values, [f"{v:g}" for v in values])
         ax.minorticks_off()
-    fig.suptitle("grokking delay (Kumar et al.): the test loss reaches the train loss's level "
-                 "later, the lazier the network", fontsize=10)
+    fig.suptitle("grokking delay (Kumar et al.): step gap at the shared level, and the test drop "
+                 "against the train fit", fontsize=10)
     return save(fig, path)
 
 
-def write_figures(view) -> list[Path]:
+def write_figures(view, min_ratio: float = 2.0) -> list[Path]:
     written = []
     runs = view.representative()
     if runs:
@@ -112,7 +138,8 @@ def write_figures(view) -> list[Path]:
     if view.axes and "final_val_loss" in view.table:
         written.append(regime_summary(view.table, view.axes[0], view.out / "regime_summary.png"))
     table = view.table
-    if view.axes and "log_delay" in table and np.isfinite(
-            pd.to_numeric(table["log_delay"], errors="coerce")).sum() >= 2:
-        written.append(delay_figure(table, view.axes[0], view.out / "grokking_delay.png"))
+    if view.axes and "delay_ratio" in table and np.isfinite(
+            pd.to_numeric(table["delay_ratio"], errors="coerce")).sum() >= 2:
+        written.append(delay_figure(table, view.axes[0], view.out / "grokking_delay.png",
+                                    min_ratio))
     return written

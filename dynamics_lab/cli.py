@@ -195,19 +195,21 @@ def report(
     experiment: str = typer.Argument(..., help="experiment name (its runs live in runs/NAME)",
                                      autocompletion=complete_experiment),
     runs: Path | None = typer.Option(None, help="runs dir or sweep dir (default runs/NAME)"),
-    out: Path | None = typer.Option(None, help="output dir (default results/NAME)"),
+    out: Path | None = typer.Option(
+        None, help="output dir (default results/NAME/SWEEP_ID, copied to results/NAME when it is "
+                   "the newest sweep reported)"),
     wandb: bool | None = typer.Option(
         None, "--wandb/--no-wandb", help="also log the figures and the summary table as one W&B "
                                          "run in the sweep's group (default: as the sweep ran)"),
 ) -> None:
-    """Summary table and figures of the newest sweep into results/EXPERIMENT/ (and W&B)."""
+    """Summary table and figures of the newest sweep into results/EXPERIMENT/SWEEP_ID/ (and W&B)."""
     from dynamics_lab.report import ReportError, write_report
     from dynamics_lab.tracking.rundir import RunDirError
 
     name = Path(experiment).stem
     try:
-        written = write_report(runs_root(name, runs), out or Path("results") / name, echo=echo,
-                               wandb=wandb)
+        written = write_report(runs_root(name, runs), out, echo=echo, wandb=wandb,
+                               results=Path("results") / name)
     except (ReportError, RunDirError) as exc:
         fail(str(exc))
     for path in written:

@@ -13,6 +13,8 @@ import pandas as pd
 from dynamics_lab.phenomena import build
 from dynamics_lab.phenomena.sweep_view import SweepView
 from dynamics_lab.report.cells import format_cells, seed_cells
+from dynamics_lab.report.layout import mirror_latest, sweep_report_dir
+from dynamics_lab.report.summary import summarize_sweep
 from dynamics_lab.report.tables import find_sweeps, latest_sweep, sweep_table
 from dynamics_lab.schema import ConfigError
 from dynamics_lab.tracking.metrics import MetricsError, read_metrics
@@ -57,22 +59,30 @@ def _loaders(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Callable, Ca
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg")  # what W&B shows as an image
 
 
-def write_report(runs_root: Path, out: Path, echo: Callable[[str], None] | None = None,
-                 wandb: bool | None = None) -> list[Path]:
+def write_report(runs_root: Path, out: Path | None = None,
+                 echo: Callable[[str], None] | None = None, wandb: bool | None = None,
+                 results: Path | None = None) -> list[Path]:
     """Write summary.csv, cells.csv (verdicts across seeds) and the phenomenon's figures for the
-    newest sweep under runs_root; `echo` also prints the cells. With W&B on (`wandb`, else the
-    sweep's `logging.wandb`, else a login) the figures and the summary table are also logged as
-    one W&B run in the sweep's group."""
+    newest sweep under runs_root into `out`, or (without `out`) into results/<sweep_id>/ with
+    `results` itself mirroring the newest sweep's report (report/layout.py); `echo` also prints
+    the cells. With W&B on (`wandb`, else the sweep's `logging.wandb`, else a login) the figures
+    and the summary table are also logged as one W&B run in the sweep's group."""
     from dynamics_lab.tracking.wandb import log_report, wandb_enabled
 
     echo = echo or (lambda line: None)
+    if out is None and results is None:
+        raise ReportError("write_report needs `out` or `results`")
     sweep_dir = latest_sweep(runs_root, min_runs=2)
     if sweep_dir is None:
         raise ReportError(f"no sweep found under '{runs_root}' (run `dynlab run ... --sweep`)")
     manifest = read_manifest(sweep_dir)
     config = sweep_config(sweep_dir, manifest)
     table = sweep_table(sweep_dir)
-    written = _write_files(sweep_dir, manifest, config, table, out, echo)
+    written = _write_files(sweep_dir, manifest, config, table,
+                           out or sweep_report_dir(results, sweep_dir.name), echo)
+    if out is None:
+        written += mirror_latest(results, sweep_dir.name, written)
+        out = Path(results)
     if wandb_enabled((config.get("logging") or {}).get("wandb") if wandb is None else wandb):
         images = [p for p in written if p.suffix in IMAGE_SUFFIXES]
         echo(log_report(sweep_dir, config, table, images))
@@ -104,31 +114,6 @@ def _write_files(sweep_dir: Path, manifest: dict, config: dict, table: pd.DataFr
         for line in detector.sweep_lines(view):
             echo(line)
     return written
-
-
-def summarize_sweep(sweep_dir: Path, unrecoverable: dict[Path, str], launched: set[Path]
-                    ) -> tuple[str, list[str]]:
-    """What a sweep prints at its end: its table, then one line per launched run that did not
-    finish (with its reason) and per unrecoverable run; and those lines."""
-    table = sweep_table(sweep_dir)
-    hidden = ["run_id", "sweep_id", "summary", "error"]
-    shown = table.drop(columns=[c for c in hidden if c in table])
-    shown.columns = [c.rsplit(".", 1)[-1] for c in shown.columns]
-    with pd.option_context("display.width", 200, "display.max_columns", 30,
-                           "display.float_format", "{:.4g}".format):
-        lines = ["", shown.to_string(index=False)]
-    launched_ids = {Path(p).name for p in launched}
-    lost = {Path(p).name: why for p, why in unrecoverable.items()}
-    failures = []
-    for row in table.to_dict("records"):
-        if row["run_id"] in lost:
-            failures.append(f"{row['run_id']}: unrecoverable: {lost[row['run_id']]}")
-        elif row["run_id"] in launched_ids and row["status"] not in FINISHED:
-            failures.append(f"{row['run_id']}: {row['status']}: {row.get('error') or ''}")
-    lines.append(f"\nsummary of {len(table)} run(s) in {sweep_dir}")
-    if failures:
-        lines.append(f"{len(failures)} run(s) did not finish:\n  " + "\n  ".join(failures))
-    return "\n".join(lines), failures
 
 
 __all__ = ["ReportError", "find_sweeps", "summarize_sweep", "sweep_table", "write_report"]

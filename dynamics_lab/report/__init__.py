@@ -83,6 +83,10 @@ def write_report(runs_root: Path, out: Path | None = None,
     if out is None:
         written += mirror_latest(results, sweep_dir.name, written)
         out = Path(results)
+    if out.name == config.get("name"):  # results/<experiment>/: the claims table beside it
+        from dynamics_lab.report.claims import write_claims
+
+        written += [p for p in (write_claims(out.parent),) if p is not None]
     if wandb_enabled((config.get("logging") or {}).get("wandb") if wandb is None else wandb):
         images = [p for p in written if p.suffix in IMAGE_SUFFIXES]
         echo(log_report(sweep_dir, config, table, images))

@@ -212,12 +212,19 @@ class HiddenProgress(Detector):
             DIM,
             K,
             learning_table,
+            ordering,
             scaling_table,
         )
 
         if DIM not in view.axes or K not in view.axes:
             return []
         fits = scaling_table(learning_table(view))
-        return [f"k={fit['k']}: {fit['quantity']} ~ n^{format_exponent(fit.to_dict())} over n = "
-                f"{fit['sizes']} (paper: {fit['paper']})" for _, fit in fits.iterrows()
-                if fit["n"] >= 2]
+        lines = [f"k={fit['k']}: {fit['quantity']} ~ n^{format_exponent(fit.to_dict())} over "
+                 f"n = {fit['sizes']}, {fit['n']} runs (paper: {fit['paper']})"
+                 for _, fit in fits.iterrows() if fit["n_sizes"] >= 2]
+        if len(fits) and fits["k"].nunique() >= 2:
+            order = ordering(fits)
+            lines.append("exponent order in k: " + (
+                "FLAG: contradicts the theory (the exponent should grow with k)"
+                if order == "contradicts" else order))
+        return lines

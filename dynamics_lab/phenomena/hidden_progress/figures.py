@@ -66,6 +66,7 @@ def write_figures(view) -> list[Path]:
     from dynamics_lab.phenomena.hidden_progress.scaling import (
         DIM,
         K,
+        learning_cells,
         learning_table,
         scaling_figure,
         scaling_table,
@@ -78,6 +79,8 @@ def write_figures(view) -> list[Path]:
         fits = scaling_table(learned)
         written.append(view.out / "learning_scaling.csv")
         fits.to_csv(written[-1], index=False)
+        written.append(view.out / "learning_steps.csv")
+        learning_cells(learned).to_csv(written[-1], index=False)
         if learned[DIM].nunique() >= 2:
             written.append(scaling_figure(learned, fits, view.out / "learning_scaling.png"))
     return written

@@ -16,6 +16,10 @@ by a running median of three evaluations.
                  sampled on its own schedule) rose from its first value a0 to at least
                  min_alignment_gain x a0, and by at least min_rise_share of its whole rise
                  (a0 -> its maximum): the features were found while the loss still sat at log 2
+  target step    first evaluation from which the test error (1 - val/acc) stays at or below
+                 target_error for sustain_evals evaluations; samples_to_target = target step x
+                 the run's batch size (trainer.batch_size: online SGD draws a fresh batch each
+                 step), the quantity Glasgow's sample-complexity bound is about
 `detected` needs the plateau, a search of at least min_search_evals evaluations, the features
 found during it, and the tuning. Undetermined: a column missing, fewer than min_evals
 evaluations, or the run ended still searching or still tuning.
@@ -53,6 +57,7 @@ class XorConfig(NamedSection):
     min_search_evals: int = Field(3, ge=1)
     sustain_evals: int = Field(3, ge=1)
     min_evals: int = Field(10, ge=3)
+    target_error: float = Field(0.05, gt=0, lt=0.5)  # test error that counts as learned
 
 
 @dataclass
@@ -67,6 +72,9 @@ class XorVerdict(Verdict):
     alignment_max: float | None = None
     rise_share: float | None = None  # of the alignment's whole rise, reached by the search end
     random_level: float | None = None  # the alignment of random weights, when logged
+    target_step: int | None = None  # test error <= target_error from here on
+    samples_to_target: int | None = None  # target_step x batch size
+    batch_size: int | None = None
     final_loss: float | None = None
     final_val_acc: float | None = None
 
@@ -89,7 +97,7 @@ class Xor(Detector):
 
     @property
     def interval_fields(self) -> tuple[str, ...]:
-        return ("search_length", "tuning_length")
+        return ("samples_to_target", "search_length", "tuning_length")
 
     def required(self, experiment: dict) -> list:
         return [self.config.loss_column, self.config.alignment_column]
@@ -98,11 +106,12 @@ class Xor(Detector):
         c = self.config
         steps, loss = series(metrics, c.loss_column)
         a_steps, align = series(metrics, c.alignment_column)
-        _, acc = series(metrics, "val/acc")
+        acc_steps, acc = series(metrics, "val/acc")
         _, rand = series(metrics, RANDOM)
         fields = dict(final_loss=float(loss[-1]) if len(loss) else None,
                       final_val_acc=float(acc[-1]) if len(acc) else None,
-                      random_level=float(rand[0]) if len(rand) else None)
+                      random_level=float(rand[0]) if len(rand) else None,
+                      **self._target(acc_steps, acc, experiment))
         if min(len(loss), len(align)) < c.min_evals:
             return self.undetermined(f"only {min(len(loss), len(align))} evaluations (need "
                                      f"{c.min_evals})", **fields)
@@ -157,23 +166,48 @@ class Xor(Detector):
             f"found then tuned: search {format_step(search_end)} steps (alignment "
             f"{a0:.2f}->{a_end:.2f}), tuning {format_step(tuning)} steps", **fields)
 
+    def _target(self, steps, acc, experiment: dict) -> dict:
+        """When the test error reaches target_error for good, in steps and in samples."""
+        c = self.config
+        batch = (experiment.get("trainer") or {}).get("batch_size")
+        out = dict(target_step=None, samples_to_target=None,
+                   batch_size=int(batch) if batch else None)
+        if len(acc) >= c.sustain_evals:
+            i = sustained(1 - acc <= c.target_error, c.sustain_evals)
+            if i is not None:
+                out["target_step"] = int(steps[i])
+                if batch:
+                    out["samples_to_target"] = int(steps[i]) * int(batch)
+        return out
+
     def figures(self, view) -> list:
         from dynamics_lab.phenomena.xor.figures import write_figures
 
         return write_figures(view)
 
     def sweep_lines(self, view) -> list[str]:
-        from dynamics_lab.phenomena.growth import format_exponent
-        from dynamics_lab.phenomena.xor.figures import DIMENSION, scaling_table
+        from dynamics_lab.phenomena.xor.scaling import (
+            DIM,
+            distinguishes,
+            form_fits,
+            tuned_points,
+            tuned_table,
+        )
 
-        if DIMENSION not in view.axes or "outcome" not in view.table:
+        if DIM not in view.axes:
             return []
-        lines = []
-        for _, fit in scaling_table(view.table).iterrows():
-            line = f"{fit['quantity']} ~ d^{format_exponent(fit.to_dict())} over {fit['n']} sizes"
-            if math.isfinite(fit["paper"]):
-                line += (f" (paper: d polylog(d) samples, exponent ~{fit['paper']:g} at a fixed "
-                         "batch size)")
-            lines.append(line)
+        tuned = tuned_table(view.table)
+        if not len(tuned):
+            return []
+        lines = [f"tuned step size per d (grid {tuned['lr_grid'].iloc[0]}): "
+                 + ", ".join(f"d={r[DIM]:g}: {r['tuned_lr']:g}"
+                             + (" (grid edge)" if r["at_grid_edge"] else "")
+                             for _, r in tuned.iterrows())]
+        fits = form_fits(tuned_points(view.table, tuned))
+        if len(fits):
+            power = fits[fits["form"] == "d^b"].iloc[0]
+            lines.append(f"samples to {self.config.target_error:g} test error ~ d^"
+                         f"{power['exponent']:.2f} [{power['ci_low']:.2f}, "
+                         f"{power['ci_high']:.2f}] over {power['n']} runs; "
+                         f"{distinguishes(fits)}")
         return lines
-

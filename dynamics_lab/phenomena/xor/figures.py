@@ -1,6 +1,6 @@
 """Find-then-tune figures: loss and signal alignment on a log step axis per input dimension (the
-search and tuning phases shaded), and the search and tuning lengths against d with their fitted
-exponents beside the paper's near-linear sample complexity."""
+search and tuning phases shaded), and the samples to reach the target test error against d at
+the step size tuned per d, with the fitted d, d log d and d log^2 d forms."""
 
 from __future__ import annotations
 
@@ -10,21 +10,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dynamics_lab.phenomena.growth import format_exponent, growth_exponent
 from dynamics_lab.phenomena.plotting import pyplot, save
+from dynamics_lab.phenomena.xor.scaling import (
+    DIM,
+    FORMS,
+    LR,
+    SAMPLES,
+    distinguishes,
+    form_fits,
+    per_dimension,
+    tuned_points,
+    tuned_table,
+)
 
-DIMENSION = "task.n"
-# Glasgow (2023): d polylog(d) samples; at a fixed batch size, steps ~ d up to log factors.
-PAPER_EXPONENT = 1.0
-LENGTHS = (("search_length", "search (loss at log 2)", "tab:blue", "o"),
-           ("tuning_length", "tuning (log 2 -> 0.1 log 2)", "tab:orange", "s"))
 
-
-def _runs(view, limit: int = 5) -> list:
-    """(label, metrics, verdict row) of the lowest seed, one per swept value, in order."""
+def _runs(view, tuned: pd.DataFrame, limit: int = 6) -> list:
+    """(label, metrics, verdict row) of the lowest seed at each d's tuned step size."""
     table = view.first_seed()
-    if view.axes:
-        table = table.sort_values(view.axes[0])
+    if len(tuned) and LR in table:
+        table = table.merge(tuned[[DIM, "tuned_lr"]], on=DIM)
+        table = table[np.isclose(table[LR].astype(float), table["tuned_lr"].astype(float))]
+    if DIM in table:
+        table = table.sort_values(DIM)
     runs = []
     for _, row in table.head(limit).iterrows():
         frame = view.metrics(row["run_id"])
@@ -79,65 +86,74 @@ def _verdict_line(row: pd.Series) -> str:
     return f"search {row['search_length']:,.0f}, tuning {row['tuning_length']:,.0f} steps"
 
 
-def scaling_table(table: pd.DataFrame, axis: str = DIMENSION) -> pd.DataFrame:
-    """The search and tuning lengths of the detected runs fitted against d."""
-    done = table[table.get("outcome") == "detected"] if "outcome" in table else table
-    rows = []
-    for column, *_ in LENGTHS:
-        if axis in done and column in done:
-            fit = growth_exponent(done[axis], done[column])
-            search = column == "search_length"
-            rows.append(dict(quantity=column, axis=axis, **fit,
-                             paper=PAPER_EXPONENT if search else float("nan"),
-                             paper_note="Glasgow 2023: d polylog(d) samples (near-linear)"
-                             if search else ""))
-    return pd.DataFrame(rows)
-
-
-def scaling_figure(table: pd.DataFrame, fits: pd.DataFrame, path: Path,
-                   axis: str = DIMENSION) -> Path:
-    """Search and tuning lengths against d, log-log, with fits and a slope-1 reference."""
+def samples_figure(points: pd.DataFrame, fits: pd.DataFrame, tuned: pd.DataFrame,
+                   table: pd.DataFrame, path: Path) -> Path:
+    """Left: samples to the target error against d at the tuned step size (each seed a point,
+    the mean with its 95% interval), with the fitted forms. Right: samples against the step
+    size for each d (the tuning)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4))
-    done = table[table["outcome"] == "detected"]
-    for column, name, color, marker in LENGTHS:
-        if column not in done or done[column].isna().all():
-            continue
-        ax.loglog(done[axis], done[column], marker, color=color, ms=6, ls="none")
-        fit = fits[fits["quantity"] == column]
-        label = name
-        if len(fit) and np.isfinite(fit.iloc[0]["exponent"]):
-            f = fit.iloc[0]
-            xs = np.array([done[axis].min(), done[axis].max()], float)
-            ax.loglog(xs, f["prefactor"] * xs ** f["exponent"], "-", color=color, lw=1.2)
-            label += f": d^{format_exponent(f.to_dict())}"
-        ax.plot([], [], marker + "-", color=color, label=label)
-    search = done[["search_length", axis]].dropna() if "search_length" in done else []
-    if len(search):
-        xs = np.array([search[axis].min(), search[axis].max()], float)
-        centre = np.sqrt(xs[0] * xs[1])
-        level = np.exp(np.log(search["search_length"]).mean())
-        ax.loglog(xs, level * xs / centre, "k--", lw=0.9, label="slope 1 (paper: d polylog d)")
-    ax.set_xlabel("input dimension d")
-    ax.set_ylabel("steps")
-    ax.set_xticks(sorted(done[axis].unique()), [f"{v:g}" for v in sorted(done[axis].unique())])
-    ax.minorticks_off()
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, title="exponent [95% CI]", title_fontsize=7)
-    ax.set_title("XOR: phase lengths vs d at a fixed batch size", fontsize=10)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.loglog(points[DIM], points[SAMPLES], "o", color="tab:blue", alpha=0.35, ms=4)
+    means = per_dimension(points)
+    err = np.vstack([means["samples_mean"] - means["samples_ci_low"],
+                     means["samples_ci_high"] - means["samples_mean"]])
+    left.errorbar(means[DIM], means["samples_mean"], yerr=np.nan_to_num(err), fmt="o",
+                  color="tab:blue", capsize=3, label="mean over seeds, 95% interval")
+    xs = np.geomspace(points[DIM].min(), points[DIM].max(), 50)
+    styles = {"d^b": "k-", "d": "--", "d log d": "-.", "d log^2 d": ":"}
+    for _, fit in fits.iterrows():
+        name = fit["form"]
+        if name == "d^b":
+            label = (f"fit d^b: b = {fit['exponent']:.2f} [{fit['ci_low']:.2f}, "
+                     f"{fit['ci_high']:.2f}]")
+            ys = fit["constant"] * xs ** fit["exponent"]
+        else:
+            label = f"fit C {name} (delta AIC {fit['delta_aic']:.1f})"
+            ys = fit["constant"] * FORMS[name](xs)
+        left.loglog(xs, ys, styles[name], lw=1, label=label)
+    left.set_xlabel("input dimension d")
+    left.set_ylabel("samples (steps x batch) to the target test error")
+    ticks = sorted(points[DIM].unique())
+    left.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    left.minorticks_off()
+    left.grid(alpha=0.3, which="both")
+    left.legend(fontsize=6)
+    left.set_title(distinguishes(fits), fontsize=7)
+    if LR in table:
+        for d, part in table.groupby(DIM):
+            values = pd.to_numeric(part[SAMPLES], errors="coerce").groupby(part[LR]).mean()
+            right.loglog(values.index, values.to_numpy(), "o-", ms=3, label=f"d={d:g}")
+        right.set_xlabel("step size (optim.lr)")
+        right.set_ylabel("samples, mean over seeds")
+        right.grid(alpha=0.3, which="both")
+        right.legend(fontsize=6, ncol=2)
+        right.set_title("tuning: the fewest samples per d picks its step size", fontsize=8)
+    fig.suptitle("XOR: samples to learn against d at a step size tuned per d", fontsize=10)
     return save(fig, path)
 
 
 def write_figures(view) -> list[Path]:
     written = []
-    runs = _runs(view)
+    table = view.table
+    tuned = tuned_table(table) if DIM in view.axes else pd.DataFrame()
+    runs = _runs(view, tuned)
     if runs:
         written.append(phase_panels(runs, view.out / "find_then_tune.png"))
-    table = view.table
-    if DIMENSION in view.axes and "outcome" in table:
-        fits = scaling_table(table)
-        written.append(view.out / "search_scaling.csv")
-        fits.to_csv(written[-1], index=False)
-        if len(fits) and (table["outcome"] == "detected").sum() >= 2:
-            written.append(scaling_figure(table, fits, view.out / "search_scaling.png"))
+    if not len(tuned):
+        return written
+    written.append(view.out / "tuned_lr.csv")
+    tuned.to_csv(written[-1], index=False)
+    points = tuned_points(table, tuned)
+    fits = form_fits(points)
+    if len(fits):
+        means = per_dimension(points)
+        out = fits.assign(distinguishes=distinguishes(fits),
+                          dims=" ".join(f"{v:g}" for v in means[DIM]),
+                          seeds_per_dim=int(means["seeds"].min()))
+        written.append(view.out / "samples_scaling.csv")
+        out.to_csv(written[-1], index=False)
+        written.append(view.out / "samples_per_dim.csv")
+        means.to_csv(written[-1], index=False)
+        written.append(samples_figure(points, fits, tuned, table,
+                                      view.out / "samples_scaling.png"))
     return written

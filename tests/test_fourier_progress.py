@@ -14,8 +14,10 @@ from test_measure_ntk import ListLogger
 from dynamics_lab.config import load_experiment
 from dynamics_lab.measure.fourier_progress import (
     FourierProgress,
+    final_key_losses,
     grid_logits,
     key_components,
+    split_indices,
     strongest_frequencies,
 )
 from dynamics_lab.models.transformer import Transformer, TransformerConfig
@@ -112,6 +114,45 @@ def test_on_a_transformer_through_the_callback():
                                model(x).double().detach().numpy(), atol=1e-6)
 
 
+def test_snapshots_are_remeasured_under_the_final_models_key_frequencies(tmp_path):
+    import lightning as L
+
+    from dynamics_lab.tracking.metrics import read_metrics
+    from dynamics_lab.tracking.metrics_logger import LocalMetricsLogger
+
+    task = ModularArithmetic(ModularArithmeticConfig(p=11, train_fraction=0.5), batch_size=None)
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(d_model=16, n_heads=2, d_mlp=32), task.spec)
+    module = DynamicsModule(model, task.spec.loss, OptimConfig(lr=3e-3, weight_decay=1.0),
+                            log_every=1)
+    logger = LocalMetricsLogger(tmp_path)
+    trainer = L.Trainer(max_steps=40, callbacks=[FourierProgress(every=10, n_key=3)],
+                        logger=[logger], default_root_dir=tmp_path, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False,
+                        val_check_interval=None, check_val_every_n_epoch=None)
+    trainer.fit(module, datamodule=task)
+    logger.finalize("success")
+    frame = read_metrics(tmp_path).set_index("step")
+    snapshots = sorted(int(p.stem.removeprefix("step_"))
+                       for p in (tmp_path / "snapshots" / "fourier").glob("step_*.pt"))
+    assert snapshots == [0, 10, 20, 30, 40]
+    final = frame["fourier/final_restricted_loss"].dropna()
+    assert list(final.index) == snapshots
+    assert frame["fourier/final_excluded_loss"].notna().sum() == 5
+    keys = [int(frame.loc[40, f"fourier/final_key_freq_{i}"]) for i in range(3)]
+    # At the last step the final keys are the keys of the moment: both measures agree there.
+    assert keys == [int(frame.loc[40, f"fourier/key_freq_{i}"]) for i in range(3)]
+    assert final[40] == pytest.approx(frame.loc[40, "fourier/restricted_loss"], rel=1e-9)
+    # Recomputed after the run from the snapshot files: the same numbers.
+    again = final_key_losses(model, tmp_path / "snapshots" / "fourier", 11, keys,
+                             split_indices(task, 11, "cpu"))
+    assert [again[s]["fourier/final_restricted_loss"] for s in snapshots] == pytest.approx(
+        list(final), rel=1e-9)
+    earlier_keys = [int(frame.loc[0, f"fourier/key_freq_{i}"]) for i in range(3)]
+    if earlier_keys != keys:  # a different key set at step 0 gives a different loss there
+        assert final[0] != pytest.approx(frame.loc[0, "fourier/restricted_loss"], rel=1e-9)
+
+
 def test_transformer_profile_loads_with_the_progress_measures():
     config = load_experiment("grokking", "transformer")
     assert config.model.name == "transformer" and "fourier_progress" in config.measure
@@ -136,3 +177,4 @@ def test_transformer_profile_groks_and_the_progress_measures_lead(tmp_path):
     assert steps["fit_step"] < steps["restricted_step"] < steps["test_step"]
     assert steps["excluded_step"] < steps["test_step"]
     assert steps["test_step"] <= verdict["generalization_step"]
+    assert steps["keys"] == "final"  # under the final model's key frequencies, as Nanda et al.

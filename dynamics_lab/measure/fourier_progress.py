@@ -15,14 +15,24 @@ that span keeps exactly them. Logged at each scheduled step, on every pair of th
   fourier/key_logit_share share of the logits' variance over (a, b) in the key components
 Key frequencies are the n_key strongest of the embedding (`token_weights`: the embedding table, or
 a one-hot first layer), chosen anew at each measurement, or fixed by `key_frequencies` (e.g. those
-of a finished run, as Nanda et al. fix them). The task is read off the datamodule by duck typing:
+of a finished run, as Nanda et al. fix them).
+Nanda et al. measure under the FINAL model's key frequencies. With `final_keys` (default on) each
+measurement also saves the network's weights to <default_root_dir>/snapshots/fourier/ (the run
+directory under dynlab); when training ends, the key frequencies of the final weights are taken
+and every snapshot is measured again under them, logged at the snapshot's own step:
+  fourier/final_restricted_loss, fourier/final_excluded_loss, fourier/final_key_logit_share
+and fourier/final_key_freq_<i> at the last step. `final_key_losses` recomputes the same from the
+snapshot files after the run (a network built like the run's, the task's p and splits).
+The task is read off the datamodule by duck typing:
 `config.p` (or `spec.n_tokens`), `config.op` (only `add`) and `splits` (without it both losses
 are taken over every pair). Inputs are token pairs (a, b), as modular_arithmetic serves them.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -33,7 +43,7 @@ from torch import nn
 from typing_extensions import override
 
 from dynamics_lab.linalg.representations import fourier_metrics
-from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.measure.base import Measurement, MeasurementConfig, model_of
 from dynamics_lab.measure.features import token_count, token_weights
 from dynamics_lab.registry import MEASUREMENTS
 
@@ -43,6 +53,7 @@ class FourierProgressConfig(MeasurementConfig):
     n_key: int = Field(5, ge=1)  # key frequencies taken from the embedding
     key_frequencies: list[int] | None = None  # fixed key frequencies (1 .. p // 2) instead
     chunk: int = Field(16384, ge=1)  # pairs per forward pass
+    final_keys: bool = True  # snapshot the weights; re-measure under the final key frequencies
 
 
 def sum_waves(p: int, frequencies: list[int], dtype=torch.float64, device=None) -> torch.Tensor:
@@ -101,39 +112,102 @@ class FourierProgress(Measurement):
             return {}
         model.eval()
         device = next(model.parameters()).device
+        folder = snapshot_dir(trainer) if self.config.final_keys else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                       folder / f"step_{trainer.global_step:09d}.pt")
         return self.metrics(grid_logits(model, p, device, self.config.chunk), p,
                             token_weights(model, p), split_indices(task, p, device))
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        task = getattr(trainer, "datamodule", None)
+        p = token_count(task)
+        folder = snapshot_dir(trainer) if self.config.final_keys else None
+        if p is None or folder is None or not folder.is_dir():
+            return
+        model = model_of(pl_module)
+        keys = self.keys(token_weights(model, p), p)
+        if not keys:
+            return
+        device = next(model.parameters()).device
+        rows = final_key_losses(model, folder, p, keys,
+                                split_indices(task, p, device), self.config.chunk)
+        last = max(rows) if rows else trainer.global_step
+        rows.setdefault(last, {}).update(
+            {f"fourier/final_key_freq_{i}": float(k) for i, k in enumerate(keys)})
+        for step in sorted(rows):
+            for logger in getattr(trainer, "loggers", ()):
+                logger.log_metrics(rows[step], step=step)
+
+    def keys(self, weights: torch.Tensor | None, p: int) -> list[int]:
+        """The fixed key frequencies, else the n_key strongest of the token weights."""
+        c = self.config
+        if c.key_frequencies is not None:
+            return [k for k in c.key_frequencies if 1 <= k <= p // 2]
+        if weights is None or weights.shape[0] < p:
+            return []
+        return _strongest(frequency_power(weights, p), c.n_key)
 
     def metrics(self, logits: torch.Tensor, p: int, weights: torch.Tensor | None,
                 splits: dict[str, torch.Tensor]) -> dict[str, float]:
         """Progress measures of grid logits (p * p, C; row a * p + b holds the pair (a, b)), the
         token weights (p x d, for the key frequencies) and the grid indices of each split."""
-        c = self.config
         power = (frequency_power(weights, p) if weights is not None and weights.shape[0] >= p
                  else None)
-        if c.key_frequencies is not None:
-            keys = [k for k in c.key_frequencies if 1 <= k <= p // 2]
-        elif power is not None:
-            keys = _strongest(power, c.n_key)
-        else:
+        keys = self.keys(weights, p)
+        if not keys:
             return {}
         metrics: dict[str, float] = {}
         if power is not None:
             share = power[[k - 1 for k in keys]].sum() / power.sum().clamp_min(1e-300)
             metrics["fourier/key_power"] = float(share)
         metrics.update({f"fourier/key_freq_{i}": float(k) for i, k in enumerate(keys)})
-        key = key_components(logits, p, keys)
-        restricted = logits.mean(0, keepdim=True) + key
-        excluded = logits - key
-        every = torch.arange(p * p, device=logits.device)
-        labels = (every // p + every % p) % p
-        test, train = splits.get("val", every), splits.get("train", every)
-        metrics["fourier/restricted_loss"] = float(F.cross_entropy(restricted[test], labels[test]))
-        metrics["fourier/excluded_loss"] = float(F.cross_entropy(excluded[train], labels[train]))
-        centred = logits - logits.mean(0, keepdim=True)
-        metrics["fourier/key_logit_share"] = float(
-            key.pow(2).sum() / centred.pow(2).sum().clamp_min(1e-300))
+        metrics.update(key_losses(logits, p, keys, splits))
         return metrics
+
+
+def key_losses(logits: torch.Tensor, p: int, keys: list[int], splits: dict[str, torch.Tensor],
+               prefix: str = "fourier/") -> dict[str, float]:
+    """Restricted loss (held-out pairs), excluded loss (training pairs) and the key components'
+    share of the logits' variance, under the key frequencies `keys`."""
+    key = key_components(logits, p, keys)
+    restricted = logits.mean(0, keepdim=True) + key
+    excluded = logits - key
+    every = torch.arange(p * p, device=logits.device)
+    labels = (every // p + every % p) % p
+    test, train = splits.get("val", every), splits.get("train", every)
+    centred = logits - logits.mean(0, keepdim=True)
+    return {f"{prefix}restricted_loss": float(F.cross_entropy(restricted[test], labels[test])),
+            f"{prefix}excluded_loss": float(F.cross_entropy(excluded[train], labels[train])),
+            f"{prefix}key_logit_share": float(
+                key.pow(2).sum() / centred.pow(2).sum().clamp_min(1e-300))}
+
+
+def snapshot_dir(trainer: L.Trainer) -> Path | None:
+    """Where the weight snapshots go: <default_root_dir>/snapshots/fourier (None outside a
+    Trainer with a root directory)."""
+    root = getattr(trainer, "default_root_dir", None)
+    return Path(root) / "snapshots" / "fourier" if root else None
+
+
+def final_key_losses(model: nn.Module, folder: Path, p: int, keys: list[int],
+                     splits: dict[str, torch.Tensor], chunk: int = 16384
+                     ) -> dict[int, dict[str, float]]:
+    """Step -> fourier/final_* losses of every weight snapshot in `folder` under `keys` (the
+    final model's key frequencies); `model` is a network of the run's architecture (its
+    weights are not touched: each snapshot is loaded into a copy)."""
+    net = copy.deepcopy(model).eval()
+    device = next(net.parameters()).device
+    rows = {}
+    for path in sorted(Path(folder).glob("step_*.pt")):
+        net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        logits = grid_logits(net, p, device, chunk)
+        rows[int(path.stem.removeprefix("step_"))] = key_losses(logits, p, keys, splits,
+                                                                "fourier/final_")
+    return rows
 
 
 def grid_logits(model: nn.Module, p: int, device, chunk: int) -> torch.Tensor:

@@ -8,16 +8,27 @@ from pathlib import Path
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
-from dynamics_lab.phenomena.grokking.progress import EXCLUDED, RESTRICTED, progress_table
+from dynamics_lab.phenomena.grokking.progress import (
+    EXCLUDED,
+    FINAL_EXCLUDED,
+    FINAL_RESTRICTED,
+    RESTRICTED,
+    progress_table,
+)
 from dynamics_lab.phenomena.plotting import curves, phase_diagram, pyplot, save
 
 PROGRESS_LOSSES = (("train/loss", "train loss", "tab:blue", "-"),
                    ("val/loss", "test loss", "tab:orange", "-"),
-                   (RESTRICTED, "restricted loss (key frequencies only)", "tab:green", "--"),
-                   (EXCLUDED, "excluded loss (key frequencies removed)", "tab:red", "--"))
+                   (FINAL_RESTRICTED, "restricted loss (final model's key frequencies only)",
+                    "tab:green", "-"),
+                   (FINAL_EXCLUDED, "excluded loss (final model's key frequencies removed)",
+                    "tab:red", "-"),
+                   (RESTRICTED, "restricted loss, key frequencies of the moment", "tab:green",
+                    ":"),
+                   (EXCLUDED, "excluded loss, key frequencies of the moment", "tab:red", ":"))
 PHASE_STEPS = (("fit_step", "train fit", "tab:blue"),
-               ("restricted_step", "restricted < chance/2", "tab:green"),
-               ("excluded_step", "excluded > chance", "tab:red"),
+               ("restricted_step", "restricted (final keys) < chance/2", "tab:green"),
+               ("excluded_step", "excluded (final keys) > chance", "tab:red"),
                ("test_step", "test < chance/2", "tab:orange"))
 
 

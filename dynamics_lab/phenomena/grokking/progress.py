@@ -9,7 +9,11 @@ chance = the first val/loss (an untrained network's ~log p):
                    above chance: the training fit rests on the circuit
   test step        first evaluation from which the test loss stays below half of chance
 "Stays" means three evaluations in a row. In the paper both measures move during circuit
-formation, before the test loss falls in cleanup.
+formation, before the test loss falls in cleanup. Nanda et al. take the key frequencies of the
+final model: the restricted and excluded steps read fourier/final_restricted_loss and
+fourier/final_excluded_loss when logged (the measurement re-measures its weight snapshots under
+the final key frequencies at the end of the run); running_restricted_step and
+running_excluded_step read the measures under the key frequencies of each moment.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pandas as pd
 from dynamics_lab.phenomena.curves import series, sustained
 
 RESTRICTED, EXCLUDED = "fourier/restricted_loss", "fourier/excluded_loss"
+FINAL_RESTRICTED, FINAL_EXCLUDED = "fourier/final_restricted_loss", "fourier/final_excluded_loss"
 SUSTAIN = 3
 
 
@@ -31,15 +36,22 @@ def _first(metrics: pd.DataFrame, column: str, below: float | None = None,
 
 
 def progress_steps(metrics: pd.DataFrame) -> dict:
-    """{chance, fit_step, restricted_step, excluded_step, test_step} (None where never)."""
+    """{chance, fit_step, restricted_step, excluded_step, test_step, keys, running_*} (None
+    where never); `keys` says whose key frequencies the restricted and excluded steps use."""
     _, val = series(metrics, "val/loss")
     if not len(val) or RESTRICTED not in metrics:
         return {}
     chance = float(val[0])
+    final = FINAL_RESTRICTED in metrics and metrics[FINAL_RESTRICTED].notna().any()
+    restricted, excluded = (FINAL_RESTRICTED, FINAL_EXCLUDED) if final else (RESTRICTED,
+                                                                             EXCLUDED)
     return dict(chance=chance, fit_step=_first(metrics, "train/acc", above=0.99 - 1e-12),
-                restricted_step=_first(metrics, RESTRICTED, below=chance / 2),
-                excluded_step=_first(metrics, EXCLUDED, above=chance),
-                test_step=_first(metrics, "val/loss", below=chance / 2))
+                restricted_step=_first(metrics, restricted, below=chance / 2),
+                excluded_step=_first(metrics, excluded, above=chance),
+                test_step=_first(metrics, "val/loss", below=chance / 2),
+                keys="final" if final else "running",
+                running_restricted_step=_first(metrics, RESTRICTED, below=chance / 2),
+                running_excluded_step=_first(metrics, EXCLUDED, above=chance))
 
 
 def progress_table(view) -> pd.DataFrame:

@@ -200,3 +200,13 @@ def test_a_plain_subclass_and_the_step_convention(tmp_path):
     for step, value in zip(rows["step"], rows["w/first"]):
         if step:
             assert value == float(seen[step][0, 0])
+
+
+def test_log_spaced_with_also_every_is_dense_early_and_regular_later():
+    # per_decade=10 gives 20 samples below step 90 (enough to draw sharpening that crosses at
+    # step ~90); also_every=50 keeps a regular cadence where log spacing thins out.
+    schedule = Schedule.of(HessianSpectrum(log_spaced=True, per_decade=10, also_every=50).config)
+    due = [t for t in range(3001) if schedule(t)]
+    assert sum(t < 90 for t in due) == 20
+    assert all(t in due for t in range(0, 3001, 50))
+    assert set(due) == {t for t in range(3001) if Schedule(log_spaced=True)(t) or t % 50 == 0}

@@ -129,25 +129,27 @@ def track(
     scout: Tensor | None = None,
     guard: int = 3,
     tol: float = 1e-3,
-    max_expand: int = 8,
+    max_expand: int = 6,
     max_iter: int = 100,
     audit: bool = False,
+    direct: bool = False,
     scout_mix: float = 0.3,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
 ) -> TrackResult:
     """The top-k eigenpairs of the symmetric operator `matmat`, started from the previous call's
-    `block` and `scout` (None: a cold Lanczos start). See the module docstring."""
+    `block` and `scout` (None: a cold Lanczos start). `audit` or `direct` run Lanczos warm-started
+    from the block instead (labelled "audit", resp. "lanczos"). See the module docstring."""
     if not 1 <= k <= dim:
         raise ValueError(f"k must be in [1, dim={dim}], got {k}")
     generator = generator or torch.Generator().manual_seed(0)
     keep = min(k + guard, dim)
     usable = block is not None and block.shape[0] == dim and block.shape[1] >= k
-    if not usable or audit:
+    if not usable or audit or direct:
         start = block.to(device, dtype) if usable else None
         return _lanczos(matmat, dim, k, keep, tol, max_iter, start, generator, dtype, device,
-                        "audit" if usable else "lanczos", n_before=0)
+                        "audit" if usable and audit else "lanczos", n_before=0)
 
     parts = [block.to(device, dtype)]
     if scout is not None and scout.shape[0] == dim:

@@ -37,23 +37,30 @@ class MeasurementConfig(NamedSection):
     every: int = Field(50, ge=1)  # steps between measurements (ignored when log_spaced)
     log_spaced: bool = False  # measure at ~per_decade log-spaced steps instead
     per_decade: int = Field(10, ge=1)
+    # With log_spaced: also every n steps (dense early where curves change fast, regular later).
+    also_every: int | None = Field(None, ge=1)
     probe_size: int = Field(1024, ge=1)  # examples in the fixed probe set
     probe_seed: int = 0
 
 
 class Schedule:
-    """When to measure: every n steps from step 0, or log-spaced (0, 1, 2, ... 10, 13, ...)."""
+    """When to measure: every n steps from step 0, or log-spaced (0, 1, 2, ... 10, 13, ...),
+    optionally with every `also_every` steps on top."""
 
-    def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10):
+    def __init__(self, every: int = 50, log_spaced: bool = False, per_decade: int = 10,
+                 also_every: int | None = None):
         self.every, self.log_spaced, self.per_decade = every, log_spaced, per_decade
+        self.also_every = also_every
 
     @classmethod
     def of(cls, config: MeasurementConfig) -> Schedule:
-        return cls(config.every, config.log_spaced, config.per_decade)
+        return cls(config.every, config.log_spaced, config.per_decade, config.also_every)
 
     def __call__(self, step: int) -> bool:
         if not self.log_spaced:
             return step % self.every == 0
+        if self.also_every and step % self.also_every == 0:
+            return True
         if step < self.per_decade:
             return True
         # step is on the grid if it is the rounding of 10^(i / per_decade) for some integer i.

@@ -78,8 +78,9 @@ class HessianConfig(MeasurementConfig):
     # Krylov steps while uncertified, Lanczos past max_expand (`linalg/tracker.py`).
     solver: Literal["lanczos", "track"] = "lanczos"
     guard: int = Field(3, ge=1)  # track: Ritz vectors carried beyond the top k
-    max_expand: int = Field(16, ge=0)  # track: extra products before falling back to Lanczos
+    max_expand: int = Field(6, ge=0)  # track: extra products before falling back to Lanczos
     audit_every: int = Field(10, ge=0)  # track: a warm Lanczos every n measurements; 0 = never
+    retry_after: int = Field(8, ge=0)  # track: measurements by warm Lanczos after a fallback
     # Apply a block's products in one vmapped pass: "auto" times both ways on the first block
     # and keeps the cheaper (logged as hessian/batched).
     batched: Literal["auto", "on", "off"] = "auto"
@@ -147,6 +148,7 @@ class HessianSpectrum(Measurement):
         # solver=track: carried Ritz block and scout per operator ("plain", "precond"), the
         # number of measurements taken (audit schedule) and the batched-product choice.
         self.tracked: dict[str, tuple[Tensor, Tensor]] = {}
+        self.direct_left: dict[str, int] = {}  # measurements left before tracking is retried
         self.measurements = 0
         self.batched: bool | None = {"on": True, "off": False}.get(self.config.batched)
 
@@ -220,11 +222,19 @@ class HessianSpectrum(Measurement):
         c = self.config
         block, scout = self.tracked.get(key, (None, None))
         audit = bool(c.audit_every) and self.measurements % c.audit_every == 0
+        # After a fallback the eigenspace is moving faster than the cadence: tracking would
+        # spend max_expand products before the same Lanczos, so Lanczos runs directly (from
+        # the block) for the next `retry_after` measurements, then tracking is tried again.
+        direct = self.direct_left.get(key, 0) > 0
         generator = torch.Generator().manual_seed(c.probe_seed * 1_000_003 + step)
         result = track(matmat, hvp.dim, min(c.k, hvp.dim), block=block, scout=scout,
                        guard=c.guard, tol=c.tol, max_expand=c.max_expand, max_iter=c.max_iter,
-                       audit=audit, dtype=hvp.dtype, device=hvp.device, generator=generator)
+                       audit=audit, direct=direct, dtype=hvp.dtype, device=hvp.device,
+                       generator=generator)
         self.tracked[key] = (result.block, result.scout)
+        fell_back = result.method == "lanczos" and not direct and block is not None
+        self.direct_left[key] = c.retry_after if fell_back else max(
+            0, self.direct_left.get(key, 0) - 1)
         return result
 
     def _lanczos(self, matvec: Callable[[Tensor], Tensor], hvp, previous: Tensor | None,
@@ -305,7 +315,8 @@ class HessianSpectrum(Measurement):
         return {**super().state_dict(), "vectors": cpu(self.vectors),
                 "precond_vectors": cpu(self.precond_vectors),
                 "tracked": {key: (cpu(b), cpu(s)) for key, (b, s) in self.tracked.items()},
-                "measurements": self.measurements, "batched": self.batched}
+                "measurements": self.measurements, "batched": self.batched,
+                "direct_left": dict(self.direct_left)}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -314,5 +325,6 @@ class HessianSpectrum(Measurement):
         self.precond_vectors = state_dict.get("precond_vectors")
         self.tracked = dict(state_dict.get("tracked", {}))
         self.measurements = int(state_dict.get("measurements", 0))
+        self.direct_left = dict(state_dict.get("direct_left", {}))
         if self.config.batched == "auto":
             self.batched = state_dict.get("batched")

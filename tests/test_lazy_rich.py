@@ -176,6 +176,18 @@ def test_a_test_loss_falling_with_the_train_loss_has_not_grokked():
     assert "need 2.0x" in v.reason
 
 
+def test_a_floor_reached_early_is_not_the_level_the_test_loss_grokks_from():
+    # The rich end as measured (alpha = 0.1): both losses fall within ~100 steps, then the
+    # test loss creeps along a floor 30x lower, flat by step 300 (inside the transient window).
+    # That floor is not a plateau before a drop: the level is the start, the drop came at once.
+    steps = np.arange(0, 16001, 20.0)
+    train = 0.34 * np.exp(-steps / 30)
+    val = 0.01 * (1 + steps / 4000) ** -2 + 0.35 * np.exp(-steps / 40)
+    v = detect("lazy_rich", pd.DataFrame({"step": steps, "train/loss": train, "val/loss": val}))
+    assert v.test_level == pytest.approx(0.36) and v.test_drop_step <= v.fit_step
+    assert v.outcome == "not_detected" and not v.grokked
+
+
 def test_a_test_loss_dropping_only_by_a_little_after_the_fit_is_not_grokking():
     # Dropped 3x at 1.5x the fit step: under the default 2x.
     steps = np.arange(0, 8001, 20.0)

@@ -6,13 +6,15 @@ Reads `train/loss`, `val/loss` and, when logged, `ntk/distance_init`, `ntk/align
 `kernel/lazy_test_loss` (measure/kernel_baseline.py):
   test level        the test loss once the initial transient is over: the median of the first
                     flat stretch (>= reference_evals evaluations within +-plateau_band) when it
-                    starts within the first transient_fraction of the run, else the first
-                    value. Even a lazy network fits the kernel-learnable part of the target in
-                    a few steps; that fall is not feature learning.
+                    starts within the first transient_fraction of the run and no later than
+                    the fit step, else the first value. Even a lazy network fits the
+                    kernel-learnable part of the target in a few steps; that fall is not
+                    feature learning. A stretch that starts after the fit is the floor the
+                    test loss reached while the train loss fell, not a plateau before a drop.
   fit step          first step train/loss <= fit_fraction x its initial value
   test drop step    first step val/loss <= the test level / drop_factor
   grokked           Kumar et al.'s definition: the test loss is still on its level (within
-                    plateau_band) at the fit step, and drops only min_delay_ratio x later
+                    +-plateau_band) at the fit step, and drops only min_delay_ratio x later
   shared level      cross_level (an absolute loss; Kumar et al. read MSE 0.1), else
                     cross_fraction x the initial test loss; train and test cross steps: when
                     each first reaches it; step_gap = test - train crossing (the paper's
@@ -127,7 +129,7 @@ class LazyRich(Detector):
                                      f"{c.min_evals})", **finals)
         fit_i = first(train <= c.fit_fraction * train[0])
         fit = float(t_steps[fit_i]) if fit_i is not None else None
-        start, level = self._level(v_steps, val)
+        start, level = self._level(v_steps, val, fit)
         drop_i = first(val <= level / c.drop_factor, start)
         drop = float(v_steps[drop_i]) if drop_i is not None else None
         low = float(np.nanmin(val))
@@ -142,7 +144,7 @@ class LazyRich(Detector):
         distance = float(dist.max()) if len(dist) else None
         delay = drop / max(fit, 1.0) if fit is not None and drop is not None else None
         at_fit = value_at(v_steps, val, fit) if fit is not None else None
-        on_level = at_fit is not None and at_fit >= (1 - c.plateau_band) * level
+        on_level = at_fit is not None and abs(at_fit - level) <= c.plateau_band * level
         grokked = bool(delay is not None and drop > fit and delay >= c.min_delay_ratio
                        and on_level)
         crossing = self._crossings(t_steps, train, v_steps, val, a_steps, align, level)
@@ -234,11 +236,15 @@ class LazyRich(Detector):
                 line += f" ({crossing['jump_share']:.0%} of its rise)"
         return line
 
-    def _level(self, steps: np.ndarray, val: np.ndarray) -> tuple[int, float]:
+    def _level(self, steps: np.ndarray, val: np.ndarray,
+               fit: float | None = None) -> tuple[int, float]:
         """(index where the level starts, the test loss level after the initial transient)."""
         c = self.config
         for a, b in flat_stretches(val, c.plateau_band, c.reference_evals):
-            if steps[a] - steps[0] <= c.transient_fraction * (steps[-1] - steps[0]):
+            # A first stretch that starts only after the train loss fit is the floor after an
+            # early fall (the test loss fell with the train loss), not a plateau before a drop.
+            if (steps[a] - steps[0] <= c.transient_fraction * (steps[-1] - steps[0])
+                    and (fit is None or steps[a] <= fit)):
                 return a, float(np.median(val[a:b + 1]))
             break
         return 0, float(val[0])

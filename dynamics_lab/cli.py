@@ -97,11 +97,16 @@ def run(
                              "measurements or phenomena (repeatable; added to `plugins:`)"),
     tags: list[str] = typer.Option([], "--tag", help="W&B tag of every run (repeatable)"),
     notes: str | None = typer.Option(None, "--notes", help="W&B notes of every run"),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="print the runs it would start, and write nothing"),
+    print_config: bool = typer.Option(False, "--print-config",
+                                      help="print each run's resolved config (a dry run)"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
     from dynamics_lab.schema import ConfigError
     from dynamics_lab.sweep.launch import RunRequest, launch, plan
     from dynamics_lab.sweep.slurm import SlurmError
+    from dynamics_lab.tracking.provenance import record_command
     from dynamics_lab.tracking.rundir import RunDirError
     from dynamics_lab.tracking.wandb import set_tags_and_notes
 
@@ -112,10 +117,13 @@ def run(
 
     request = RunRequest(experiment, profile, overrides, sweep, seed, out, workers, launcher.value,
                          ensemble, resume_sweep, wait, wandb, device.value if device else None,
-                         plugins)
+                         plugins, dry_run=dry_run or print_config)
     planned = None
     try:
         planned = plan(request)
+        if request.dry_run:
+            raise typer.Exit(print_plan(planned, print_config))
+        record_command(planned.sweep_dir)  # the user's command line, in sweep.json
         echo(f"{planned.config.name} [{planned.config.profile}]: {len(planned.run_dirs)} run(s) "
              f"-> {planned.sweep_dir}")
         statuses = launch(planned, echo)
@@ -133,6 +141,21 @@ def run(
         raise typer.Exit(print_result(planned.run_dirs[0]))
     failures = print_summary(planned.sweep_dir, planned.unrecoverable, statuses)
     raise typer.Exit(1 if failures else 0)
+
+
+def print_plan(planned, configs: bool) -> int:
+    """A dry run: where the runs would go, one line per run (its id and the values it sets),
+    and with `configs` each run's resolved config; nothing is written."""
+    import yaml
+
+    echo(f"{planned.config.name} [{planned.config.profile}]: {len(planned.specs)} run(s) "
+         f"-> {planned.sweep_dir} (dry run: nothing written)")
+    for spec in planned.specs:
+        echo(f"  {spec.run_id}")
+        if configs:
+            echo(f"--- # {spec.run_id}\n"
+                 + yaml.safe_dump(spec.config.to_dict(), sort_keys=False).rstrip())
+    return 0
 
 
 def print_result(run_dir: Path) -> int:

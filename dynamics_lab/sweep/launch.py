@@ -42,6 +42,7 @@ class RunRequest:
     wandb: bool | None = None
     device: str | None = None
     plugins: list[str] = field(default_factory=list)  # module names or .py paths (--plugin)
+    dry_run: bool = False  # validate and resolve the runs, write nothing
 
     def flag_overrides(self) -> list[str]:
         """--device, --wandb and --seed as the config keys they set."""
@@ -63,6 +64,7 @@ class Plan:
     sweep_dir: Path
     run_dirs: list[Path]
     unrecoverable: dict[Path, str] = field(default_factory=dict)  # run dir -> why
+    specs: list = field(default_factory=list)  # the resolved runs (RunSpec), for a dry run
 
     @property
     def in_process(self) -> bool:
@@ -101,6 +103,11 @@ def plan(request: RunRequest) -> Plan:
 
         cluster_of(config.sweep.slurm)  # no Slurm here: say so before writing anything
     specs = expand(config) if sweep else [single(config)]
+    if request.dry_run:
+        sweep_dir = request.resume_sweep or ((request.out or default_runs_root())
+                                             / safe_component(config.name, "experiment name")
+                                             / "SWEEP_ID")
+        return Plan(request, config, overrides, Path(sweep_dir), [], specs=specs)
     if request.resume_sweep is not None:
         sweep_dir = Path(request.resume_sweep)
         run_dirs, unrecoverable = reopen_sweep(config, specs, sweep_dir)

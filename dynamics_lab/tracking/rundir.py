@@ -218,9 +218,12 @@ class RunDir:
     def start(self, device: str) -> None:
         for path in (self.parquet_path, self.progress_path):  # rewritten by this attempt
             path.unlink(missing_ok=True)
+        from dynamics_lab.tracking.provenance import run_provenance  # user's repo, plugins
+
         self.update_meta(status=Status.RUNNING, started=now(), ended=None, argv=sys.argv,
                          host=platform.node(), pid=os.getpid(), device=device,
-                         git=git_state(), versions=versions(), _t0=time.time())
+                         git=git_state(), versions=versions(), **run_provenance(self.config()),
+                         _t0=time.time())
 
     def finish(self, status: Status, error: str | None = None) -> dict:
         """Record the ending; metrics.parquet is written first, so an ended run has it."""

@@ -161,13 +161,14 @@ def test_transformer_profile_loads_with_the_progress_measures():
 
 
 @pytest.mark.slow
-def test_transformer_profile_groks_and_the_progress_measures_lead(tmp_path):
+@pytest.mark.parametrize("seed", [0, load_experiment("grokking", "held_out").sweep.seeds[0]])
+def test_transformer_profile_groks_and_the_progress_measures_lead(tmp_path, seed):
     from dynamics_lab.phenomena.grokking.progress import progress_steps
     from dynamics_lab.tracking.metrics import read_metrics
     from dynamics_lab.tracking.rundir import RunDir
     from dynamics_lab.train.runner import execute
 
-    config = load_experiment("grokking", "transformer")
+    config = load_experiment("grokking", "transformer", overrides=[f"seed={seed}"])
     run = RunDir.create(tmp_path / "run", config.to_dict(), config.seed)
     verdict = execute(run, echo=lambda *a: None).verdict
     assert verdict["detected"], verdict["summary"]

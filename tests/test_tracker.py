@@ -39,6 +39,32 @@ def plane_rotation(q: torch.Tensor, angle: float) -> torch.Tensor:
     return q
 
 
+class Quadratic(nn.Module):
+    """Outputs 0.5 theta^T A theta per example: the mean output has Hessian A exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = nn.Parameter(torch.randn(DIM, dtype=torch.float64))
+        self.register_buffer("A", torch.zeros(DIM, DIM, dtype=torch.float64))
+
+    def forward(self, x):
+        return (0.5 * self.theta @ self.A @ self.theta).expand(x.shape[0], 1)
+
+
+def mean_output(out, y):
+    return out.mean()
+
+
+PROBE = (torch.zeros(2, 1), torch.zeros(2, 1))
+
+
+def measure(callback, model, a, step):
+    """One HessianSpectrum row with the quadratic's Hessian set to `a`."""
+    model.A.copy_(a)
+    module = SimpleNamespace(model=model, loss_fn=mean_output)
+    return callback.run(SimpleNamespace(global_step=step, loggers=[], optimizers=[]), module)
+
+
 def run(trajectory, k: int = 1, tol: float = 1e-6, **options):
     """track() along a list of matrices, carrying the block; one TrackResult each."""
     block = scout = None
@@ -213,27 +239,48 @@ def test_tracked_sharpness_along_gradient_descent_matches_dense_eigvalsh(batched
 
 
 def test_the_tracked_block_travels_with_the_checkpoint():
-    # A callback restored from state_dict continues exactly as the one that wrote it.
+    # A callback restored from state_dict continues exactly as the one that wrote it, audits
+    # included (audit_every=3 falls on the restored half).
     q, lam = basis(), bulk()
     lam[0], lam[1] = 10.0, 9.5
-    model = nn.Linear(DIM, 1, bias=False).double()
-    trajectory = [operator(plane_rotation(q, 0.1 * t), lam) for t in range(4)]
+    trajectory = [operator(plane_rotation(q, 0.1 * t), lam) for t in range(5)]
+    model = Quadratic()
 
-    def rows(callback, steps):
-        out = []
-        for t in steps:
-            a = trajectory[t]
-            module = SimpleNamespace(model=model, loss_fn=lambda o, y, a=a: 0.5 * (
-                model.weight[0] @ a @ model.weight[0]) + 0 * o.sum())
-            trainer = SimpleNamespace(global_step=t, loggers=[], optimizers=[])
-            out.append(callback.run(trainer, module))
-        return out
+    def callback():
+        return HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=3, max_iter=DIM,
+                               probe=PROBE)
 
-    probe = (torch.zeros(2, DIM, dtype=torch.float64), torch.zeros(2, 1, dtype=torch.float64))
-    first = HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=3, probe=probe)
-    full = rows(first, range(4))
-    again = HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=3, probe=probe)
-    rows(again, range(2))
-    resumed = HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=3, probe=probe)
-    resumed.load_state_dict(again.state_dict())
-    assert rows(resumed, range(2, 4)) == full[2:]
+    first = callback()
+    full = [measure(first, model, a, t) for t, a in enumerate(trajectory)]
+    assert all(r["hessian/lambda_1"] == pytest.approx(10.0, rel=1e-8) for r in full)
+    half = callback()
+    for t in range(2):
+        measure(half, model, trajectory[t], t)
+    resumed = callback()
+    resumed.load_state_dict(half.state_dict())
+    assert [measure(resumed, model, trajectory[t], t) for t in range(2, 5)] == full[2:]
+    assert full[3]["hessian/fallback"] == 1.0  # the audit
+
+
+def test_after_a_fallback_lanczos_runs_directly_then_tracking_is_retried():
+    # The top eigenvector turns 1 rad out of the carried block at every measurement: tracking
+    # cannot certify within max_expand=0 and falls back; the next retry_after=2 measurements
+    # skip the attempt.
+    q, lam = basis(), bulk()
+    lam[0], lam[1] = 10.0, 8.0
+    model = Quadratic()
+    callback = HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=0, max_expand=0,
+                               retry_after=2, max_iter=DIM, probe=PROBE)
+    left = []
+    for t in range(6):
+        turned = q.clone()  # the top eigenvector turns 1 rad towards a fresh bulk direction
+        c, s = math.cos(1.0), math.sin(1.0)
+        new = 50 + t
+        turned[:, 0], turned[:, new] = c * q[:, 0] + s * q[:, new], c * q[:, new] - s * q[:, 0]
+        q = turned
+        row = measure(callback, model, operator(q, lam), t)
+        assert row["hessian/lambda_1"] == pytest.approx(10.0, rel=1e-8)
+        assert row["hessian/certified"] == 1.0 and row["hessian/fallback"] == 1.0
+        left.append(callback.direct_left["plain"])
+    # t=0 cold start; t=1 tracking fails -> 2 direct measurements (t=2, 3); t=4 tries again.
+    assert left == [0, 2, 1, 0, 2, 1]

@@ -7,10 +7,9 @@ Reads `train/loss`, `val/loss` and, when logged, `ntk/distance_init`, `ntk/align
   test level        the test loss once the initial transient is over: the median of the first
                     flat stretch (>= reference_evals evaluations within +-plateau_band) when it
                     starts within the first transient_fraction of the run and no later than
-                    the fit step, else the first value. Even a lazy network fits the
-                    kernel-learnable part of the target in a few steps; that fall is not
-                    feature learning. A stretch that starts after the fit is the floor the
-                    test loss reached while the train loss fell, not a plateau before a drop.
+                    the fit step, else the first value (a lazy network fits the kernel-
+                    learnable part in a few steps: not feature learning; a stretch after the
+                    fit is the floor reached as the train loss fell, not a plateau)
   fit step          first step train/loss <= fit_fraction x its initial value
   test drop step    first step val/loss <= the test level / drop_factor
   grokked           Kumar et al.'s definition: the test loss is still on its level (within
@@ -19,11 +18,10 @@ Reads `train/loss`, `val/loss` and, when logged, `ntk/distance_init`, `ntk/align
                     cross_fraction x the initial test loss; train and test cross steps: when
                     each first reaches it; step_gap = test - train crossing (the paper's
                     number), log_delay = log10(test / train crossing) in decades
-  alignment rise    first step the alignment is half-way from its initial value to its maximum,
-                    when it rose by at least min_alignment_rise; coincides when |rise - drop|
-                    <= coincidence_tolerance x drop; alignment_jump: its change while the test
-                    loss falls from its level to the shared level, jump_share that change over
-                    its whole rise
+  alignment rise    first step the alignment is half-way to its maximum, when it rose by >=
+                    min_alignment_rise; coincides: |rise - drop| <= coincidence_tolerance x
+                    drop; alignment_jump: its change while the test loss falls from its level
+                    to the shared level, jump_share: that change over its whole rise
   regime            rich: the test loss dropped and the kernel moved (distance >= lazy_distance);
                     lazy: the kernel stayed within lazy_distance and the test loss did not drop;
                     intermediate: anything else; unknown: the kernel distance was not logged

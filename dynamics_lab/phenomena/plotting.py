@@ -1,23 +1,72 @@
-"""Figure helpers shared by the phenomena's report figures: headless pyplot, saving, metric
-curves over steps and phase diagrams over two swept keys. matplotlib is imported on first use,
-so detectors load without it."""
+"""Figure helpers shared by the phenomena's report figures: headless pyplot, saving (PNG and PDF,
+size and style settable), axis labels in words, metric curves over steps (seed bands, the
+verdict's key steps marked) and phase diagrams over two swept keys. matplotlib is imported on
+first use, so detectors load without it.
+
+Settings come from `configure(...)` or the environment: DYNLAB_FIG_FORMATS (default `png,pdf`),
+DYNLAB_FIG_DPI (200), DYNLAB_FIG_SCALE (1.0, multiplies every figure's size) and
+DYNLAB_FIG_STYLE (a matplotlib style name or file, e.g. `seaborn-v0_8-paper`). What a report
+knows of each run (its verdict, its other seeds, failed runs) arrives in the frames' attrs
+(report/context.py); without it the helpers draw what they are given.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.base import Outcome
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    formats: tuple[str, ...] = ("png", "pdf")  # the first is the path a helper returns
+    dpi: int = 200
+    scale: float = 1.0
+    style: str | None = None
+
+    @classmethod
+    def from_env(cls) -> FigureSettings:
+        env = os.environ
+        formats = tuple(f.strip().lstrip(".") for f in env.get("DYNLAB_FIG_FORMATS", "").split(",")
+                        if f.strip())
+        return cls(formats=formats or cls.formats, dpi=int(env.get("DYNLAB_FIG_DPI", cls.dpi)),
+                   scale=float(env.get("DYNLAB_FIG_SCALE", cls.scale)),
+                   style=env.get("DYNLAB_FIG_STYLE") or None)
+
+
+_settings: list[FigureSettings] = []  # set by configure(); else read from the environment
+_applied_style: list[str | None] = [None]
+
+
+def settings() -> FigureSettings:
+    return _settings[-1] if _settings else FigureSettings.from_env()
+
+
+def configure(**changes) -> FigureSettings:
+    """Change the figure settings for this process (formats, dpi, scale, style)."""
+    new = replace(settings(), **changes)
+    _settings[:] = [new]
+    return new
+
 
 def pyplot():
-    """matplotlib.pyplot on the headless Agg backend (reports are written without a display)."""
+    """matplotlib.pyplot on the headless Agg backend (reports are written without a display),
+    with the configured style."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    style = settings().style
+    if style != _applied_style[0]:
+        plt.style.use(style or "default")
+        _applied_style[0] = style
     return plt
 
 
@@ -26,59 +75,199 @@ def colors() -> list[str]:
 
 
 def save(fig, path: Path) -> Path:
+    """Write the figure in every configured format beside `path` (same stem); returns the path
+    of the first format (PNG by default)."""
     plt = pyplot()
+    s = settings()
+    if s.scale != 1.0:
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width * s.scale, height * s.scale)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    paths = [Path(path).with_suffix("." + f) for f in s.formats]
+    for out in paths:
+        fig.savefig(out, dpi=s.dpi)
     plt.close(fig)
-    return path
+    return paths[0]
+
+
+WORDS = {  # config keys and metric names as axis labels, with units where they have one
+    "step": "training step", "optim.lr": "learning rate", "optim.weight_decay": "weight decay",
+    "task.train_fraction": "training fraction of all pairs", "task.p": "modulus p",
+    "model.width": "width (units)", "model.depth": "depth (layers)", "seed": "seed",
+    "model.init_scale": "initialization scale", "task.n_train": "training examples",
+    "train/acc": "training accuracy", "val/acc": "validation accuracy",
+    "train/loss": "training loss", "val/loss": "validation loss",
+    "hessian/lambda_max": "top Hessian eigenvalue (sharpness)",
+    "delay": "delay (generalization step / fit step, x)",
+}
+
+
+def words(key: str) -> str:
+    """An axis label in words: a known key's label, else its last segment with spaces."""
+    return WORDS.get(key) or key.rsplit(".", 1)[-1].rsplit("/", 1)[-1].replace("_", " ")
+
+
+def _step_marks(frame: pd.DataFrame) -> list[tuple[str, float]]:
+    """(label, step) of the verdict's key steps (fields named *_step with a number)."""
+    marks = []
+    for key, value in (frame.attrs.get("verdict") or {}).items():
+        if str(key).endswith("_step") and isinstance(value, (int, float)) and np.isfinite(value):
+            marks.append((str(key)[:-5].replace("_", " "), float(value)))
+    return sorted(marks, key=lambda m: m[1])
+
+
+def seed_band(frames: Sequence[pd.DataFrame], column: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(steps, mean, low, high, n) of `column` across runs on their common steps: the mean and
+    a 95% Student-t interval over the seeds (low = high = mean with one seed)."""
+    from scipy import stats
+
+    series = [f[["step", column]].dropna().set_index("step")[column] for f in frames
+              if column in f]
+    series = [s[~s.index.duplicated(keep="last")] for s in series if len(s)]
+    if not series:
+        empty = np.zeros(0)
+        return empty, empty, empty, empty, 0
+    joined = pd.concat(series, axis=1, join="inner").sort_index()
+    values = joined.to_numpy(float)
+    n = values.shape[1]
+    mean = values.mean(axis=1)
+    if n < 2:
+        return joined.index.to_numpy(float), mean, mean, mean, n
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=1, ddof=1) / np.sqrt(n)
+    return joined.index.to_numpy(float), mean, mean - half, mean + half, n
 
 
 def curves(runs: dict[str, pd.DataFrame], columns: Sequence[tuple[str, str]], path: Path,
            title: str = "", logx: bool = True, ylabel: str = "") -> Path:
-    """One panel per run; each (column, label) drawn against step."""
+    """One panel per run (grid point); each (column, label) drawn against the training step as
+    the mean over the grid point's seeds with a 95% band when the report gave the seeds, the
+    verdict's key steps marked. Step 0 stays at 0 (linear up to the first logged step)."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, max(len(runs), 1), figsize=(4 * max(len(runs), 1), 3.2),
-                             sharey=True, squeeze=False)
+    n = max(len(runs), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), sharey=True, squeeze=False)
+    seeds_shown = set()
     for ax, (name, frame) in zip(axes[0], runs.items()):
-        for column, label in columns:
-            if column in frame:
-                data = frame[["step", column]].dropna()
-                ax.plot(data["step"].clip(lower=1), data[column], label=label)
-        if logx:
-            ax.set_xscale("log")
+        seed_runs = frame.attrs.get("seed_runs")
+        frames = seed_runs() if callable(seed_runs) else [frame]
+        for (column, label), color in zip(columns, colors()):
+            steps, mean, low, high, k = seed_band(frames or [frame], column)
+            if not len(steps):
+                continue
+            seeds_shown.add(k)
+            ax.plot(steps, mean, color=color, label=label)
+            if k > 1:
+                ax.fill_between(steps, low, high, color=color, alpha=0.2, lw=0)
+        for (label, step), style in zip(_step_marks(frame), ("--", ":", "-.", "--")):
+            ax.axvline(step, color="0.3", lw=0.9, ls=style, label=f"{label} step {step:,.0f}")
+        positive = frame["step"][frame["step"] > 0] if "step" in frame else []
+        if logx and len(positive):  # log steps, linear below the first step after 0
+            ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.25)
+            ax.set_xlim(left=0)
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_xlabel(words("step"))
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     axes[0][0].set_ylabel(ylabel)
-    axes[0][0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
+    seeds = (f"mean and 95% band over {'/'.join(map(str, sorted(seeds_shown)))} seed(s)"
+             if seeds_shown and max(seeds_shown) > 1 else "one seed")
+    grid = max((f.attrs.get("grid_points", 0) for f in runs.values()), default=0)
+    if grid > len(runs):  # name the selection: which grid points the panels are
+        seeds = f"{len(runs)} of {grid} grid points (panel titles; other keys at middle values); " \
+                + seeds
+    fig.suptitle(f"{title}\n{seeds}; dashed lines: the verdict's key steps (lowest seed)"
+                 if title else seeds, fontsize=10)
     return save(fig, path)
+
+
+@dataclass
+class Cell:
+    """What one grid cell of a phase diagram holds."""
+
+    value: float = float("nan")  # mean over the seeds that showed it
+    shown: int = 0
+    never: int = 0
+    ran_out: int = 0
+    failed: int = 0
+    labels: list = field(default_factory=list)
+
+    def text(self, annotate: str) -> str:
+        runs = self.shown + self.never + self.ran_out + self.failed
+        if self.shown:
+            return annotate.format(self.value) + (f"\n{self.shown}/{runs}" if runs > 1 else "")
+        if self.failed == runs:
+            return "failed"
+        return "ran out\nof steps" if self.ran_out else "never"
+
+
+def _cells(table: pd.DataFrame, x: str, y: str, value: str) -> dict[tuple, Cell]:
+    runs = table.attrs.get("runs")
+    every = runs if isinstance(runs, pd.DataFrame) and {x, y} <= set(runs) else table
+    cells: dict[tuple, Cell] = {}
+    finished = set(table["run_id"]) if "run_id" in table else None
+    values = table.set_index("run_id")[value] if "run_id" in table else None
+    for _, row in every.iterrows():
+        cell = cells.setdefault((row[x], row[y]), Cell())
+        run_id = row.get("run_id")
+        if finished is not None and run_id not in finished:
+            cell.failed += 1
+            continue
+        v = float(values[run_id]) if values is not None else float(row[value])
+        outcome = row.get("outcome")
+        if np.isfinite(v):
+            cell.labels.append(v)
+            cell.shown += 1
+        elif outcome == Outcome.UNDETERMINED.value:
+            cell.ran_out += 1
+        else:
+            cell.never += 1
+    for cell in cells.values():
+        if cell.labels:
+            cell.value = float(np.mean(cell.labels))
+    return cells
 
 
 def phase_diagram(table: pd.DataFrame, x: str, y: str, value: str, path: Path, title: str = "",
                   log_value: bool = True, missing_label: str = "-",
                   annotate: str | None = None) -> Path:
-    """Heatmap of `value` over the grid (x, y), mean over seeds; empty cells are labelled."""
+    """Heatmap of `value` over the grid (x, y), mean over the seeds that showed it. Cells
+    without a value say why: "never" (not detected), "ran out of steps" (undetermined: the run
+    ended too soon to tell) or "failed" (failed or missing runs, from the report's table of
+    every run). The colour bar is in the value's own units (a log scale when `log_value`), and
+    drawn only when at least two cells differ. `missing_label` is kept for callers; the states
+    above replace it."""
+    from matplotlib.colors import LogNorm, Normalize
+
     plt = pyplot()
-    pivot = table.pivot_table(index=y, columns=x, values=value, aggfunc="mean", dropna=False)
-    xs, ys = sorted(table[x].dropna().unique()), sorted(table[y].dropna().unique())
-    pivot = pivot.reindex(index=ys, columns=xs)
-    data = pivot.to_numpy(dtype=float)
-    shown = np.log10(data) if log_value else data
-    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 2.5, 1.0 * len(ys) + 1.8))
-    image = ax.imshow(np.ma.masked_invalid(shown), origin="lower", cmap="viridis", aspect="auto")
-    fig.colorbar(image, ax=ax, label=f"log10 {value}" if log_value else value)
-    ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs])
-    ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    for i in range(len(ys)):
-        for j in range(len(xs)):
-            v = data[i, j]
-            text = missing_label if not np.isfinite(v) else (annotate or "{:.3g}").format(v)
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if np.isfinite(v) else "black")
-    if title:
-        ax.set_title(title, fontsize=10)
+    cells = _cells(table, x, y, value)
+    xs = sorted({k[0] for k in cells if pd.notna(k[0])})
+    ys = sorted({k[1] for k in cells if pd.notna(k[1])})
+    data = np.full((len(ys), len(xs)), np.nan)
+    for (cx, cy), cell in cells.items():
+        if cx in xs and cy in ys:
+            data[ys.index(cy), xs.index(cx)] = cell.value
+    finite = data[np.isfinite(data)]
+    positive = finite[finite > 0]
+    use_log = log_value and len(positive) == len(finite) and len(finite) > 0
+    low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+    norm = LogNorm(low, high) if use_log and high > low else Normalize(low, high or 1.0)
+    fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 2.8, 1.0 * len(ys) + 2.0))
+    ax.set_facecolor("0.92")
+    image = ax.imshow(np.ma.masked_invalid(data), origin="lower", cmap="viridis", aspect="auto",
+                      norm=norm)
+    if len(np.unique(finite)) >= 2:
+        fig.colorbar(image, ax=ax, label=words(value))
+    ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, float) else str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [f"{v:g}" if isinstance(v, float) else str(v) for v in ys])
+    ax.set_xlabel(words(x))
+    ax.set_ylabel(words(y))
+    for (cx, cy), cell in cells.items():
+        if cx not in xs or cy not in ys:
+            continue
+        i, j = ys.index(cy), xs.index(cx)
+        text = cell.text(annotate or "{:.3g}")
+        ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                color="white" if cell.shown else ("tab:red" if text == "failed" else "black"))
+    states = "blank cells: never = not detected; ran out of steps = undetermined; failed"
+    ax.set_title(f"{title}\n{states}" if title else states, fontsize=9)
     return save(fig, path)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from dynamics_lab.phenomena import build
 from dynamics_lab.phenomena.sweep_view import SweepView
+from dynamics_lab.report import context
 from dynamics_lab.report.cells import format_cells, seed_cells
 from dynamics_lab.report.layout import mirror_latest, sweep_report_dir
 from dynamics_lab.report.summary import summarize_sweep
@@ -35,17 +36,20 @@ def sweep_config(sweep_dir: Path, manifest: dict) -> dict:
     return {}
 
 
-def _loaders(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Callable, Callable]:
+def _loaders(sweep_dir: Path, echo: Callable[[str], None], table: pd.DataFrame,
+             axes: list[str]) -> tuple[Callable, Callable]:
     skipped: set[str] = set()
 
-    def metrics(run_id: str) -> pd.DataFrame | None:
+    def metrics(run_id: str, attach_context: bool = True) -> pd.DataFrame | None:
+        """The run's metrics, with its verdict and its seeds in attrs (report/context.py)."""
         try:
-            return read_metrics(Path(sweep_dir) / run_id)
+            frame = read_metrics(Path(sweep_dir) / run_id)
         except (OSError, MetricsError) as exc:
             if run_id not in skipped:  # figures ask for a run more than once; warn once
                 skipped.add(run_id)
                 echo(f"warning: skipping run {run_id} in the figures: {exc}")
             return None
+        return context.attach(frame, run_id, table, axes, metrics) if attach_context else frame
 
     def config(run_id: str) -> dict:
         try:
@@ -111,9 +115,10 @@ def _write_files(sweep_dir: Path, manifest: dict, config: dict, table: pd.DataFr
     written.append(out / "cells.csv")
     cells.to_csv(written[-1], index=False)
     echo(format_cells(cells, axes, fields))
-    finished = table[table["status"].isin([s.value for s in FINISHED])]
+    finished = table[table["status"].isin([s.value for s in FINISHED])].reset_index(drop=True)
     if len(finished):
-        view = SweepView(finished.reset_index(drop=True), axes, out, *_loaders(sweep_dir, echo))
+        finished.attrs["runs"] = table  # every run, failed ones too (report/context.py)
+        view = SweepView(finished, axes, out, *_loaders(sweep_dir, echo, finished, axes))
         written += detector.figures(view)
         for line in detector.sweep_lines(view):
             echo(line)

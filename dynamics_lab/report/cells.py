@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from dynamics_lab.phenomena.base import Outcome
 from dynamics_lab.tracking.rundir import FINISHED
@@ -23,6 +22,8 @@ def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, floa
     mean = float(x.mean())
     if len(x) < 2:
         return mean, float("nan"), float("nan")
+    from scipy import stats  # on first use: `dynlab dashboard` and notebooks need none of it
+
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
     return mean, mean - half, mean + half
 

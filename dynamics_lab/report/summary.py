@@ -34,6 +34,10 @@ def end_table(table: pd.DataFrame, axes: list[str], key: str | None) -> str:
     columns = [c for c in [*axes, "seed", "status", "outcome", key] if c and c in table]
     shown = table[columns].copy()
     shown.columns = [c.rsplit(".", 1)[-1] for c in columns]
+    for column in shown.columns[len(axes):]:  # a key number with missing values: NaN, not None
+        numbers = pd.to_numeric(shown[column], errors="coerce")
+        if numbers.notna().sum() == shown[column].notna().sum() and shown[column].dtype == object:
+            shown[column] = numbers
     if "outcome" in shown:
         shown["outcome"] = shown["outcome"].fillna("-").str.replace("_", " ")
     with pd.option_context("display.float_format", "{:.4g}".format,

@@ -122,7 +122,8 @@ def finish_wandb(logger: Any, verdict: dict | None, status: Status) -> None:
     summary = verdict_summary(dict(run.config), verdict)
     summary["status"] = str(status)
     run.summary.update(summary)
-    log_run_files(run, Path(logger.save_dir))
+    if getattr(logger, "save_dir", None):  # the run directory (make_wandb_logger sets it)
+        log_run_files(run, Path(logger.save_dir))
     run.finish(exit_code=0 if Status(status).finished else 1)
 
 

@@ -175,7 +175,8 @@ def test_task_is_deterministic_in_its_seed():
     assert torch.allclose(chebyshev(t, 0), torch.ones_like(t))
 
 
-TINY = ["trainer.max_steps=30", "measure.hessian.every=10", "trainer.eval_every=10",
+TINY = ["trainer.max_steps=30", "measure.hessian.every=10", "measure.hessian.log_spaced=false",
+        "trainer.eval_every=10",
         "task.n_train=64", "task.n_val=16", "model.width=16"]
 
 
@@ -195,7 +196,7 @@ def test_cli_run_writes_hessian_columns_and_a_verdict(runs_root):
 
 def test_report_draws_sharpness_against_two_over_eta(tmp_path):
     grid = "sweep.grid.optim.lr=[0.1, 0.3]"
-    config = load_experiment("edge_of_stability", "quick", [*TINY, grid])
+    config = load_experiment("edge_of_stability", "quick", [*TINY, grid, "sweep.seeds=[0]"])
     sweep_dir = tmp_path / "runs" / "edge_of_stability" / "sweep"
     for run_dir in prepare_sweep(config, expand(config), sweep_dir):
         assert execute(RunDir(run_dir), echo=lambda m: None).status == "completed"
@@ -209,10 +210,19 @@ def test_report_draws_sharpness_against_two_over_eta(tmp_path):
     assert sorted(summary["threshold"]) == pytest.approx([2 / 0.3, 2 / 0.1])
 
 
+HELD_OUT = load_experiment("edge_of_stability", "held_out").sweep.seeds
+
+
 @pytest.mark.slow
-def test_quick_profile_reaches_the_edge_of_stability(tmp_path):
-    config = load_experiment("edge_of_stability", "quick", ["optim.lr=0.2"])
+@pytest.mark.parametrize("lr", [0.1, 0.3])
+@pytest.mark.parametrize("seed", [0, *HELD_OUT])
+def test_quick_profile_reaches_the_edge_of_stability(tmp_path, lr, seed):
+    # Both ends of the swept eta, a shipped seed and the held-out ones: sharpening drawn from
+    # >= 20 samples before the crossing, then the edge.
+    config = load_experiment("edge_of_stability", "quick", [f"optim.lr={lr}", f"seed={seed}"])
     [run_dir] = prepare_sweep(config, [single(config)], tmp_path / "sweep")
     result = execute(RunDir(run_dir), echo=lambda m: None)
     assert result.status == "completed"
     assert result.verdict["detected"], result.verdict["summary"]
+    assert result.verdict["n_before_crossing"] >= 20
+    assert result.verdict["picture"] == "oscillating at the edge"

@@ -69,7 +69,8 @@ def test_seed_band_is_the_mean_and_a_95_percent_t_interval():
 
 
 def test_curves_show_every_seed_as_a_band_and_mark_the_verdicts_steps(captured, tmp_path):
-    seeds = [run([0.0, 0.2, 0.5, 1.0], fit_step=10, generalization_step=40.0, delay_ratio=4.0),
+    seeds = [run([0.0, 0.2, 0.5, 1.0], fit_step=np.int64(10), generalization_step=40.0,
+                 delay_ratio=4.0),
              run([0.0, 0.4, 0.7, 1.0])]
     first = seeds[0]
     first.attrs.update(seed_runs=lambda: seeds, grid_points=3)
@@ -78,6 +79,8 @@ def test_curves_show_every_seed_as_a_band_and_mark_the_verdicts_steps(captured, 
     ax = fig.axes[0]
     assert ax.get_xlim()[0] == 0 and ax.get_xlabel() == "training step"
     assert len(ax.collections) == 1  # the band over the two seeds
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() >= 0.0 and band.max() <= 1.0  # within the values the seeds took
     marks = {line.get_label(): line.get_xdata()[0] for line in ax.lines[1:]}
     assert marks == {"fit step 10": 10, "generalization step 40": 40}
     title = fig._suptitle.get_text()

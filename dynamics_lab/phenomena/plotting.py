@@ -12,6 +12,7 @@ knows of each run (its verdict, its other seeds, failed runs) arrives in the fra
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -111,7 +112,8 @@ def _step_marks(frame: pd.DataFrame) -> list[tuple[str, float]]:
     """(label, step) of the verdict's key steps (fields named *_step with a number)."""
     marks = []
     for key, value in (frame.attrs.get("verdict") or {}).items():
-        if str(key).endswith("_step") and isinstance(value, (int, float)) and np.isfinite(value):
+        if (str(key).endswith("_step") and isinstance(value, numbers.Real)
+                and not isinstance(value, bool) and np.isfinite(value)):
             marks.append((str(key)[:-5].replace("_", " "), float(value)))
     return sorted(marks, key=lambda m: m[1])
 
@@ -141,8 +143,9 @@ def seed_band(frames: Sequence[pd.DataFrame], column: str
 def curves(runs: dict[str, pd.DataFrame], columns: Sequence[tuple[str, str]], path: Path,
            title: str = "", logx: bool = True, ylabel: str = "") -> Path:
     """One panel per run (grid point); each (column, label) drawn against the training step as
-    the mean over the grid point's seeds with a 95% band when the report gave the seeds, the
-    verdict's key steps marked. Step 0 stays at 0 (linear up to the first logged step)."""
+    the mean over the grid point's seeds with a 95% band when the report gave the seeds (shown
+    within the range of values the seeds took), the verdict's key steps marked. Step 0 stays
+    at 0 (the axis is linear up to the first logged step)."""
     plt = pyplot()
     n = max(len(runs), 1)
     fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), sharey=True, squeeze=False)
@@ -156,13 +159,17 @@ def curves(runs: dict[str, pd.DataFrame], columns: Sequence[tuple[str, str]], pa
                 continue
             seeds_shown.add(k)
             ax.plot(steps, mean, color=color, label=label)
-            if k > 1:
-                ax.fill_between(steps, low, high, color=color, alpha=0.2, lw=0)
+            if k > 1:  # drawn within the values the seeds took: few seeds make wide intervals
+                seen = np.concatenate([f[column].dropna().to_numpy(float) for f in frames
+                                       if column in f])
+                ax.fill_between(steps, np.clip(low, seen.min(), seen.max()),
+                                np.clip(high, seen.min(), seen.max()), color=color, alpha=0.2,
+                                lw=0)
         for (label, step), style in zip(_step_marks(frame), ("--", ":", "-.", "--")):
             ax.axvline(step, color="0.3", lw=0.9, ls=style, label=f"{label} step {step:,.0f}")
         positive = frame["step"][frame["step"] > 0] if "step" in frame else []
         if logx and len(positive):  # log steps, linear below the first step after 0
-            ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.25)
+            ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=1.0)
             ax.set_xlim(left=0)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel(words("step"))

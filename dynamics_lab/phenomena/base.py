@@ -7,6 +7,7 @@ than guess. `detected` stays a bool (True only for `detected`) for verdict.json 
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -130,6 +131,35 @@ class Detector:
     def sweep_lines(self, view) -> list[str]:
         """Lines the report prints about the sweep as a whole (a fit across the grid, ...)."""
         return []
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The phase labels of a `dynlab phase` map: PHASES of the `phase.py` beside the
+        detector, else the positive and negative outcomes."""
+        module = phase_module(type(self))
+        return (tuple(module.PHASES) if module else
+                (Outcome.DETECTED.value, Outcome.NOT_DETECTED.value))
+
+    def phase_label(self, verdict: dict) -> str:
+        """One run's phase from its verdict (a verdict.json dict): `phase_label(verdict,
+        config)` of the `phase.py` beside the detector, else the verdict's outcome."""
+        module = phase_module(type(self))
+        if module is None:
+            return str(verdict.get("outcome") or Outcome.UNDETERMINED.value)
+        return module.phase_label(verdict, self.config)
+
+
+def phase_module(cls: type):
+    """The `phase` module of the package that defines a detector class, or None."""
+    package = cls.__module__.rpartition(".")[0]
+    if not package:
+        return None
+    try:
+        return importlib.import_module(f"{package}.phase")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{package}.phase":
+            return None
+        raise
 
 
 def normalise(metrics: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from dynamics_lab.phenomena import build
+from dynamics_lab.phenomena.phase_map import report_section
 from dynamics_lab.phenomena.sweep_view import SweepView
 from dynamics_lab.report import context
 from dynamics_lab.report.cells import format_cells, seed_cells
@@ -122,6 +123,7 @@ def _write_files(sweep_dir: Path, manifest: dict, config: dict, table: pd.DataFr
         written += detector.figures(view)
         for line in detector.sweep_lines(view):
             echo(line)
+    written += report_section(table, manifest, detector, out, echo)  # a `dynlab phase` search
     return written
 
 

@@ -175,6 +175,67 @@ def print_result(run_dir: Path) -> int:
     return INTERRUPTED
 
 
+@app.command()
+def phase(
+    experiment: str = typer.Argument(..., help="name in experiments/ or a path to a YAML file",
+                                     autocompletion=complete_experiment),
+    x: str = typer.Option(..., "--x", help="KEY=LO:HI or KEY=LO:HI:log, e.g. optim.lr=0.01:1:log"),
+    y: str | None = typer.Option(None, "--y", help="a second axis (without it: bisection in x)"),
+    budget: int | None = typer.Option(None, help="runs in all, seeds included (default: none)"),
+    resolution: int = typer.Option(13, help="points per axis of the finest grid it may refine "
+                                            "to (rounded up to coarse grid halvings)"),
+    seeds: int = typer.Option(1, help="seeds per point; a point's label is their majority"),
+    coarse: int = typer.Option(4, help="points per axis of the first round's grid"),
+    profile: str = typer.Option("quick", help="quick (CPU, minutes) or full (paper scale)"),
+    overrides: list[str] = typer.Option([], "--set", help="KEY=VALUE, e.g. trainer.max_steps=500"),
+    out: Path | None = typer.Option(None, help="runs root (default: $DYNLAB_RUNS or runs/)"),
+    workers: int | None = typer.Option(None, min=1, help="jobs at once, one torch thread each"),
+    launcher: Launcher = typer.Option(Launcher.local, help="local or slurm (each round's array "
+                                                           "is waited for)"),
+    ensemble: int = typer.Option(1, min=1, help="train up to K runs differing only in seed/"
+                                                "weight decay as one vectorized model"),
+    resume_sweep: Path | None = typer.Option(
+        None, "--resume-sweep", help="go on with this search: rerun what did not finish, then "
+                                     "refine from the labels on disk"),
+    wandb: bool | None = typer.Option(None, "--wandb/--no-wandb",
+                                         help="default: on when a W&B login is present"),
+    device: Device | None = typer.Option(None, help="default: the config's trainer.device"),
+    plugins: list[str] = typer.Option([], "--plugin", help="a module name or .py file "
+                                                           "registering plugins (repeatable)"),
+) -> None:
+    """Phase diagram: a coarse grid, then round by round only the cells whose corners' phase
+    labels differ, until --resolution or --budget; the map and the points in the sweep dir."""
+    from dynamics_lab.schema import ConfigError
+    from dynamics_lab.sweep.launch import RunRequest
+    from dynamics_lab.sweep.phase import PhaseRequest, plan_search, run_search, write_outputs
+    from dynamics_lab.sweep.slurm import SlurmError
+    from dynamics_lab.tracking.rundir import RunDirError
+
+    run_request = RunRequest(experiment, profile, overrides, True, None, out, workers,
+                             launcher.value, ensemble, resume_sweep, True, wandb,
+                             device.value if device else None, plugins)
+    request = PhaseRequest(run_request, [x] if y is None else [x, y], budget, resolution, seeds,
+                           coarse)
+    search = None
+    try:
+        search = plan_search(request)
+        echo(f"{search.config.name} [{search.config.profile}]: phase search over "
+             + " x ".join(a.spec() for a in search.lattice.axes)
+             + f", {search.lattice.resolution} points per axis at the finest -> "
+             f"{search.sweep_dir}")
+        echo(run_search(search, echo))
+        written = write_outputs(search, echo)
+    except (ConfigError, RunDirError, SlurmError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        if search is not None:
+            echo(f"interrupted: go on with the same command and --resume-sweep "
+                 f"{search.sweep_dir}")
+        raise typer.Exit(INTERRUPTED) from None
+    for path in written:
+        echo(f"wrote {path}")
+
+
 @app.command("agent-run", hidden=True)
 def agent_run(
     experiment: str = typer.Argument(...),

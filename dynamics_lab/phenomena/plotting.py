@@ -244,6 +244,7 @@ def phase_diagram(table: pd.DataFrame, x: str, y: str, value: str, path: Path, t
     drawn only when at least two cells differ. `missing_label` is kept for callers; the states
     above replace it."""
     from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.patches import Rectangle
 
     plt = pyplot()
     cells = _cells(table, x, y, value)
@@ -273,6 +274,9 @@ def phase_diagram(table: pd.DataFrame, x: str, y: str, value: str, path: Path, t
             continue
         i, j = ys.index(cy), xs.index(cx)
         text = cell.text(annotate or "{:.3g}")
+        if text == "failed":  # hatched: a failed cell must not pass for one never run
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//",
+                                   edgecolor="tab:red", lw=0, alpha=0.5))
         ax.text(j, i, text, ha="center", va="center", fontsize=7,
                 color="white" if cell.shown else ("tab:red" if text == "failed" else "black"))
     states = "blank cells: never = not detected; ran out of steps = undetermined; failed"

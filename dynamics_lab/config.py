@@ -8,12 +8,13 @@ measurements, phenomenon) are validated by that class's own `Config`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from dynamics_lab import strict_yaml
 from dynamics_lab.overrides import PROFILES as PROFILES
 from dynamics_lab.overrides import apply_overrides, resolve
 from dynamics_lab.overrides import parse_override as parse_override
@@ -80,6 +81,16 @@ class SweepConfig(Section):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    max_runs: PositiveInt = 1000  # a bigger grid x seeds is refused (a range typed too long)
+
+    @model_validator(mode="after")
+    def _not_too_many(self):
+        sizes = [len(v) for v in self.grid.values()] + [len(self.seeds)]
+        if math.prod(sizes) > self.max_runs:
+            n, shape = math.prod(sizes), " x ".join(map(str, sizes))
+            raise ValueError(f"{n} runs (grid x seeds: {shape}) is over sweep.max_runs="
+                             f"{self.max_runs}; to mean it, pass --set sweep.max_runs={n}")
+        return self
 
 
 class ExperimentConfig(Section):
@@ -189,13 +200,15 @@ def load_experiment(
     profile: str = "quick",
     overrides: list[str] | tuple = (),
     plugins: list[str] | tuple = (),
+    force: bool = False,
 ) -> ExperimentConfig:
-    """Read an experiment YAML, apply profile and overrides, validate. Raises ConfigError."""
+    """Read an experiment YAML, apply profile and overrides, validate. Raises ConfigError.
+    `force` lets through a run whose memory estimate exceeds this machine."""
     path = experiment_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+        raw = strict_yaml.read(path) or {}
+    except strict_yaml.YAMLInputError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
     raw.setdefault("name", path.stem)
@@ -203,22 +216,26 @@ def load_experiment(
     raw["plugins"] = [absolute_plugin(p, path.parent) for p in
                       [*(raw.get("plugins") or []), *plugins]]
     config = build_config(raw)
-    check_pairing(config)
-    check_sweep_keys(config)
+    check_pairing(config, force)
+    check_sweep_keys(config, force)
     return config
 
 
-def check_pairing(config: ExperimentConfig) -> None:
+def check_pairing(config: ExperimentConfig, force: bool = False) -> None:
     """Run the model once on two dummy inputs shaped like the task's.
 
     A task/model pair that cannot work together (token inputs into a dense layer, a wrong
-    output width) fails here with one line, before anything is written. The model is built on
-    the meta device (shapes only, no memory) and, when its constructor needs real values, on
-    the CPU with a forked RNG, so the run's own seeding is untouched.
+    output width) fails here with one line, before anything is written; so does one whose
+    memory estimate exceeds the machine (unless `force`). The model is built on the meta
+    device (shapes only, no memory) and, when its constructor needs real values (and the
+    task's data fits), on the CPU with a forked RNG, so the run's own seeding is untouched.
     """
     import torch
 
+    from dynamics_lab.footprint import check_data, check_model, counting_activations
+
     task = TASKS.build(config.task, batch_size=config.trainer.batch_size, seed=config.seed)
+    check_data(config, task, force)
     spec = task.spec
     shape = (2, *spec.input_shape)
 
@@ -226,13 +243,15 @@ def check_pairing(config: ExperimentConfig) -> None:
         with torch.random.fork_rng(devices=[]), torch.no_grad(), torch.device(device):
             x = (torch.zeros(shape, dtype=torch.long) if spec.n_tokens
                  else torch.zeros(shape, dtype=torch.get_default_dtype()))
-            return MODELS.build(config.model, spec)(x)
+            model = MODELS.build(config.model, spec)
+            with counting_activations(model) as activations:
+                return model, model(x), activations[0] / shape[0]
 
     try:
         try:
-            out = forward("meta")
+            model, out, per_example = forward("meta")
         except Exception:  # e.g. an init that reads values (.item()): try with real tensors
-            out = forward("cpu")
+            model, out, per_example = forward("cpu")
     except Exception as exc:  # any failure here is the pairing's, reported as config
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"model.name={config.model.name} cannot take task.name="
@@ -242,9 +261,10 @@ def check_pairing(config: ExperimentConfig) -> None:
         raise ConfigError(f"model.name={config.model.name} gives outputs of shape "
                           f"{tuple(out.shape[1:])} but task.name={config.task.name} needs "
                           f"{spec.n_outputs}")
+    check_model(config, task, model, per_example, force)
 
 
-def check_sweep_keys(config: ExperimentConfig) -> None:
+def check_sweep_keys(config: ExperimentConfig, force: bool = False) -> None:
     """Every sweep key must be a valid override: apply each grid value to a copy and validate."""
     base = config.to_dict()
     for key, values in config.sweep.grid.items():
@@ -258,7 +278,7 @@ def check_sweep_keys(config: ExperimentConfig) -> None:
         for value in values:
             try:
                 variant = build_config(apply_overrides(base, [(key, value)]))
-                if key.split(".")[0] in ("task", "model"):
-                    check_pairing(variant)
+                if key.split(".")[0] in ("task", "model", "trainer", "optim"):
+                    check_pairing(variant, force)
             except ConfigError as exc:
                 raise ConfigError(f"sweep.grid.{key}={value!r}: {exc}") from None

@@ -5,8 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
-
+from dynamics_lab import strict_yaml
 from dynamics_lab.registry import did_you_mean
 from dynamics_lab.schema import ConfigError
 
@@ -33,9 +32,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"bad override '{text}': expected KEY=VALUE, e.g. optim.lr=0.01")
     try:
-        return key, yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        return key, strict_yaml.loads(raw, f"override '{key}'") if raw.strip() else None
+    except strict_yaml.YAMLSyntaxError:
         return key, raw
+    except strict_yaml.YAMLInputError as exc:  # a duplicate key, an alias bomb, deep nesting
+        raise ConfigError(str(exc)) from None
 
 
 def set_dotted(raw: dict, key: str, value: Any) -> None:

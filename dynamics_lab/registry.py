@@ -27,6 +27,14 @@ class PluginError(ImportError):
     """A plugin module or file that cannot be imported; the message is one line."""
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: message` of an exception, its lines joined (a SystemExit names its code)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class UnknownNameError(KeyError):
     """A name that is not in a registry; the message names the valid choices."""
 
@@ -52,8 +60,12 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
+            if not getattr(obj, "__module__", "").startswith("dynamics_lab."):
+                self._load_builtins()  # a plugin sees the built-in names it would shadow
             if name in self._items and self._items[name] is not obj:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
+                taken = getattr(self._items[name], "__module__", "?")
+                raise ValueError(f"{self.kind} '{name}' is registered twice (already by "
+                                 f"{taken}); register yours under another name")
             self._items[name] = obj
             return obj
 
@@ -72,9 +84,10 @@ class Registry(Generic[T]):
             for point in entry_points(group=self.entry_point_group):
                 try:
                     obj = point.load()
-                except Exception as exc:  # a broken plugin names itself, not a traceback
+                except (Exception, SystemExit) as exc:  # a broken plugin names itself
                     raise PluginError(f"entry point '{point.name}' in group "
-                                      f"'{self.entry_point_group}' failed to load: {exc}") from None
+                                      f"'{self.entry_point_group}' failed to load: "
+                                      f"{one_line(exc)}") from None
                 if isinstance(obj, type) and point.name not in self._items:
                     self.register(point.name)(obj)
 
@@ -129,6 +142,8 @@ def import_plugins(plugins: list[str]) -> None:
         except ImportError as exc:
             raise PluginError(f"plugin '{plugin}' cannot be imported: {exc}; give an installed "
                               "module name or a path to a .py file") from None
+        except (Exception, SystemExit) as exc:  # its own code failed: one line, not a traceback
+            raise PluginError(f"plugin '{plugin}' failed to import: {one_line(exc)}") from None
 
 
 def _import_file(path: Path) -> None:
@@ -146,8 +161,7 @@ def _import_file(path: Path) -> None:
     _imported_files[path] = name
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         del sys.modules[name], _imported_files[path]
-        raise PluginError(f"plugin file {path} failed to import: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise PluginError(f"plugin file {path} failed to import: {one_line(exc)}") from None
 

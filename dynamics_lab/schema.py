@@ -27,7 +27,8 @@ class ConfigError(ValueError):
     """A bad experiment name, key, value or override; the message is one line."""
 
 
-Seed = Annotated[int, Field(ge=0)]  # numpy and torch generators take 0 .. 2**32 - 1 / 2**64 - 1
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seeding take 0 .. 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 def admits_bool(annotation: Any) -> bool:

@@ -81,7 +81,7 @@ def test_lightnings_own_load_is_weights_only(killed_run, tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     torch.save({"global_step": 20, "optimizer_states": [Payload(marker)]},
                killed_run.last_checkpoint)
-    monkeypatch.setattr("dynamics_lab.tracking.checkpoint.checkpoint_step", lambda path: 20)
+    monkeypatch.setattr("dynamics_lab.tracking.resume.checked_step", lambda *args: 20)
     result = execute(killed_run, resume=True, echo=lambda *_: None)
     assert result.status == Status.FAILED and "Weights only load failed" in result.error
     assert not marker.exists()

@@ -125,15 +125,24 @@ def test_a_killed_run_continues_from_its_checkpoint(tmp_path, tiny_overrides):
     assert run.meta["resumed_at_steps"] == [20]
 
 
-def test_a_failed_run_starts_afresh(tmp_path, tiny_overrides):
+def test_a_failed_run_continues_from_a_sound_checkpoint(tmp_path, tiny_overrides):
     run = RunDir(prepared(tmp_path / "s", tiny_overrides))
     MetricsFile(run.metrics_path).log({"train/loss": 1.0}, step=0)
     fake_checkpoint(run, 20)
+    run.update_meta(status="failed", error="No space left on device")
+    assert start_point(run) == run.last_checkpoint and run.meta["resumed_at_steps"] == [20]
+
+
+def test_a_failed_run_with_an_unreadable_checkpoint_starts_afresh(tmp_path, tiny_overrides):
+    run = RunDir(prepared(tmp_path / "s", tiny_overrides))
+    MetricsFile(run.metrics_path).log({"train/loss": 1.0}, step=0)
+    run.checkpoint_dir.mkdir()
+    run.last_checkpoint.write_bytes(b"torn")
     run.update_meta(status="failed", error="boom", wandb_id="old")
     assert start_point(run) is None
     meta = run.meta
     assert meta["status"] == "pending" and meta["attempts"] == 2
-    assert "error" not in meta and "wandb_id" not in meta
+    assert "error" not in meta and "wandb_id" not in meta and "unreadable" in meta["restarted"]
     assert not run.metrics_path.exists() and not run.checkpoint_dir.exists()
 
 

@@ -43,6 +43,7 @@ class RunRequest:
     device: str | None = None
     plugins: list[str] = field(default_factory=list)  # module names or .py paths (--plugin)
     dry_run: bool = False  # validate and resolve the runs, write nothing
+    force: bool = False  # run even what the memory estimate says this machine cannot hold
 
     def flag_overrides(self) -> list[str]:
         """--device, --wandb and --seed as the config keys they set."""
@@ -85,14 +86,16 @@ def plan(request: RunRequest) -> Plan:
         raise ConfigError("--ensemble does not apply to --launcher wandb: each agent call trains "
                           "one run")
     overrides = [*request.overrides, *request.flag_overrides()]
-    config = load_experiment(request.experiment, request.profile, overrides, request.plugins)
+    config = load_experiment(request.experiment, request.profile, overrides, request.plugins,
+                             request.force)
     if request.launcher == "local":  # a Slurm or W&B run may train on another machine
         check_device(config.trainer.device)
     sweep = request.sweep
     if request.ensemble > 1 and not sweep:  # K seeds of the one configured run
         seeds = list(range(config.seed, config.seed + request.ensemble))
         overrides += ["sweep.grid={}", f"sweep.seeds={seeds}"]
-        config = load_experiment(request.experiment, request.profile, overrides, request.plugins)
+        config = load_experiment(request.experiment, request.profile, overrides, request.plugins,
+                             request.force)
         sweep = True
     if request.ensemble > 1:
         check_ensemble(config)

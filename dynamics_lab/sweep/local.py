@@ -117,7 +117,8 @@ class Workers:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM to the launching process stops the sweep the way Ctrl-C does."""
+    """SIGTERM (or SIGHUP: the terminal closed) to the launching process stops the sweep the way
+    Ctrl-C does."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -125,11 +126,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    signals = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def launch_local(jobs: list[Job], workers: int | None = None,

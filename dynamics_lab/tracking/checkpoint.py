@@ -1,15 +1,20 @@
-"""Checkpoints: what goes into one (RNG states, written at safe steps) and loading one without
-executing code (`weights_only` with an allow-list of the plain types our checkpoints hold)."""
+"""Checkpoints: what goes into one (RNG states, the run it belongs to, written at safe steps),
+writing one atomically inside the run dir, and loading one without executing code
+(`weights_only` with an allow-list of the plain types our checkpoints hold)."""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import random
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 
 class CheckpointError(ValueError):
@@ -70,6 +75,62 @@ def checkpoint_step(path: Path) -> int:
     return int(load_checkpoint(path)["global_step"])
 
 
+TEMP_SUFFIX = ".tmp"
+CHUNK = 1 << 22
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a reader (or a crash) sees the old file or the new one,
+    never a part: a temp file beside it (same directory, so same filesystem: never the $TMPDIR
+    a cross-filesystem rename would need to copy from), fsynced, then os.replace. On any error
+    the temp file is removed and the old file is untouched."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view[:CHUNK]):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # the rename itself survives a power loss
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def clear_partial_writes(directory: Path) -> list[Path]:
+    """Remove temp files a killed `write_atomically` left in `directory`; returns them."""
+    stray = [p for p in Path(directory).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return stray
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer with `write_atomically`: Lightning's own goes through a
+    temp file in $TMPDIR, and where that is another filesystem (a node-local /tmp, run dirs on
+    shared storage) the final step is a copy into the open, truncated checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        import torch
+
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported by AtomicCheckpointIO")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        path = Path(path)
+        path.parent.mkdir(exist_ok=True)  # not parents: a deleted run dir stays deleted
+        write_atomically(path, buffer.getbuffer())
+
+
 class RandomState(L.Callback):
     """Puts the torch, CUDA, numpy and Python RNG states into checkpoints (Lightning does not),
     and restores them when training restarts, so random measurements resume bit for bit."""
@@ -117,11 +178,16 @@ class StepCheckpoint(L.Callback):
     """
 
     def __init__(self, path: Path, every: int, eval_every: int,
-                 stop_requested: Callable[[], bool] = lambda: False):
+                 stop_requested: Callable[[], bool] = lambda: False,
+                 stamp: dict[str, str] | None = None):
         self.path = Path(path)
         self.every, self.eval_every = every, eval_every
         self.stop_requested = stop_requested
+        self.stamp = stamp or {}  # the run it belongs to: checked before a resume loads it
         self._saved_step = -1
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.stamp)
 
     def _due(self, trainer: L.Trainer) -> bool:
         step = trainer.global_step
@@ -146,5 +212,13 @@ class StepCheckpoint(L.Callback):
                               else "stopped before the first step")
 
     def save(self, trainer: L.Trainer) -> None:
+        """Write the checkpoint (atomically, with AtomicCheckpointIO); a failed write (a full
+        disk) is a one-line CheckpointError and the previous checkpoint stays."""
+        try:
+            trainer.save_checkpoint(self.path)
+        except OSError as exc:
+            kept = f"the one from step {self._saved_step} is kept" if self._saved_step > 0 \
+                else "the previous one is kept"
+            raise CheckpointError(f"checkpoint at step {trainer.global_step} not written to "
+                                  f"'{self.path}': {exc.strerror or exc}; {kept}") from None
         self._saved_step = trainer.global_step
-        trainer.save_checkpoint(self.path)  # Lightning writes it atomically

@@ -77,13 +77,20 @@ class RunLock:
         self._mine = json.dumps({"pid": os.getpid(), "host": platform.node(),
                                  "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
         for _ in range(3):
+            if self.path.is_dir():  # not ours to remove: someone put it there
+                raise RunDirError(f"'{self.path}' is a directory, not a lock file; remove it "
+                                  "if no process is working on the run")
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 held = holder(self.path.parent)
                 if held is not None:
                     raise LockedError(self._busy(held)) from None
-                self.path.unlink(missing_ok=True)  # stale: its holder is gone
+                try:
+                    self.path.unlink(missing_ok=True)  # stale: its holder is gone
+                except OSError as exc:
+                    raise RunDirError(f"cannot take over the stale lock '{self.path}': "
+                                      f"{exc.strerror or exc}") from None
                 continue
             except OSError as exc:
                 raise RunDirError(f"cannot lock '{self.path.parent}': "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -51,7 +52,7 @@ class Status(str, Enum):
 
 FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED})
 ACTIVE = frozenset({Status.PENDING, Status.RUNNING})
-RESUMABLE = frozenset({Status.KILLED, Status.RUNNING})
+RESUMABLE = frozenset({Status.KILLED, Status.RUNNING, Status.FAILED})
 
 
 class RunDirError(ValueError):
@@ -93,19 +94,48 @@ def now() -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically, so readers never see half a file."""
+    """Write JSON atomically, so readers never see half a file (nor a temp file left over)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> dict:
+    """The JSON object in `path`; a RunDirError naming the file when it is missing, not UTF-8,
+    not JSON, or JSON but not an object (`[]`, `null`)."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise RunDirError(f"{path} is missing") from None
+    except UnicodeDecodeError as exc:
+        raise RunDirError(f"{path} is corrupted: not UTF-8 (byte at offset {exc.start})") \
+            from None
     except json.JSONDecodeError as exc:
         raise RunDirError(f"{path} is corrupted: {exc}") from None
+    except OSError as exc:
+        raise RunDirError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} is corrupted: a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def config_hash(config: dict, without: tuple[str, ...] = ()) -> str:
+    """A digest of a resolved config (dotted keys in `without` left out), so a run can tell
+    that its config.yaml is the one it started with."""
+    config = json.loads(json.dumps(config, default=str))
+    for key in without:
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def check_writable(root: Path) -> None:
@@ -180,8 +210,10 @@ class RunDir:
         """Make the directory with its resolved config and a `pending` meta.json."""
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=False)
-        run.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        write_json(run.meta_path, {"status": Status.PENDING, "seed": seed, "created": now()})
+        text = yaml.safe_dump(config, sort_keys=False)
+        run.config_path.write_text(text)
+        write_json(run.meta_path, {"status": Status.PENDING, "seed": seed, "created": now(),
+                                   "config_hash": config_hash(yaml.safe_load(text))})
         return run
 
     @classmethod
@@ -207,19 +239,31 @@ class RunDir:
         return meta
 
     def config(self) -> dict:
+        from dynamics_lab import strict_yaml
+
+        if not self.config_path.is_file():
+            raise RunDirError(f"{self.config_path} is missing")
         try:
-            data = yaml.safe_load(self.config_path.read_text())
-        except yaml.YAMLError as exc:
-            raise RunDirError(f"{self.config_path} is corrupted: {exc}") from None
+            data = strict_yaml.read(self.config_path)
+        except strict_yaml.YAMLInputError as exc:
+            raise RunDirError(f"{self.config_path} is corrupted: "
+                              f"{str(exc).removeprefix(f'{self.config_path}: ')}") from None
         if not isinstance(data, dict):
             raise RunDirError(f"{self.config_path} is not a config mapping")
         return data
+
+    def write_config(self, config: dict) -> None:
+        """Replace config.yaml atomically (a resume's recorded overrides)."""
+        tmp = self.config_path.with_name(f".config.yaml.{os.getpid()}.tmp")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        os.replace(tmp, self.config_path)
 
     def start(self, device: str) -> None:
         for path in (self.parquet_path, self.progress_path):  # rewritten by this attempt
             path.unlink(missing_ok=True)
         from dynamics_lab.tracking.provenance import run_provenance  # user's repo, plugins
 
+        self.update_meta(error=None)  # the last attempt's; this one records its own
         self.update_meta(status=Status.RUNNING, started=now(), ended=None, argv=sys.argv,
                          host=platform.node(), pid=os.getpid(), device=device,
                          git=git_state(), versions=versions(), **run_provenance(self.config()),

@@ -131,6 +131,11 @@ class EnsembleModule(FusedSteps):
         if all(self.diverged):
             self.trainer.should_stop = True
 
+    def on_update_overflow(self) -> None:
+        # One step size for every member: the update overflowed for all of them.
+        self.diverged = [True] * self.size
+        self.trainer.should_stop = True
+
     def member_state(self, member: int) -> dict[str, torch.Tensor]:
         """One member's parameters and buffers under the model's own names."""
         params, buffers = self._state()

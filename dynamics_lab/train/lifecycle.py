@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dynamics_lab.config import ExperimentConfig, build_config
-from dynamics_lab.tracking.checkpoint import Interrupted
+from dynamics_lab.registry import one_line
+from dynamics_lab.tracking.checkpoint import Interrupted, clear_partial_writes
 from dynamics_lab.tracking.lock import RunLock
 from dynamics_lab.tracking.metrics import MetricsError, MetricsFile
 from dynamics_lab.tracking.resume import ResumeError, recover_meta, start_point
 from dynamics_lab.tracking.rundir import RunDir, Status
+from dynamics_lab.train.resume_overrides import resume_with_overrides
 from dynamics_lab.train.stopping import StopRequest
 
 
@@ -80,15 +82,19 @@ class Lifecycle:
 
     Entering claims every run (its lock; a lost meta.json is rebuilt), picks the start point
     (`resume`: True = the last checkpoint or a ResumeError, None = the checkpoint when there is
-    a sound one, False = afresh) and marks the runs `running`; errors here propagate, one line,
-    with nothing written. The body ends with `life.ended(diverged)`. An exception instead makes
-    every run `failed` (traceback in error.log), an interruption `killed`; either way it stops
-    here. On the way out finished runs are judged, the W&B run gets the verdict, meta.json
-    records the ending and the locks are released.
+    a sound one, False = afresh; `overrides`: resumable KEY=VALUE changes, with resume=True;
+    `fits(config)` checks a checkpoint against the model) and marks the runs `running`; errors
+    here propagate, one line, with nothing written. The body ends with `life.ended(diverged)`.
+    An exception instead makes every run `failed` (traceback in error.log), an interruption
+    `killed`; either way it stops here. On the way out finished runs are judged, the W&B run
+    gets the verdict, meta.json records the ending and the locks are released. A run dir
+    deleted meanwhile is not recreated: its result says so.
     """
 
-    def __init__(self, runs: list[RunDir], resume: bool | None = False, **meta):
+    def __init__(self, runs: list[RunDir], resume: bool | None = False,
+                 overrides: list[str] | tuple = (), fits=None, **meta):
         self.runs, self.resume, self.meta = runs, resume, meta
+        self.overrides, self.fits = list(overrides), fits
         self.stop = StopRequest()
         self.checkpoint: Path | None = None
         self.configs: list[ExperimentConfig] = []
@@ -125,13 +131,23 @@ class Lifecycle:
         self._locks.append(lock)
         recover_meta(run)
         RunDir.open(run.path)
+        if run.checkpoint_dir.is_dir():
+            clear_partial_writes(run.checkpoint_dir)  # a write killed midway
 
     def _start_point(self) -> Path | None:
+        single = len(self.runs) == 1 and self.resume is not False
+        if self.overrides and not (single and self.resume):
+            raise ResumeError("overrides apply only when resuming one run")
         for run in self.runs:
-            if run.status.finished:
+            if run.status.finished and not self.overrides:
                 raise ResumeError(f"'{run.path}' already ended ({run.status}); nothing to run")
-        if len(self.runs) == 1 and self.resume is not False:
-            return start_point(self.runs[0], required=bool(self.resume))
+        fits = self.fits(self.configs[0]) if self.fits and single else None
+        if self.overrides:
+            self.configs[0], path = resume_with_overrides(self.runs[0], self.overrides,
+                                                          self.fits)
+            return path
+        if single:
+            return start_point(self.runs[0], required=bool(self.resume), fits=fits)
         for run in self.runs:  # afresh; ensembles do not checkpoint, members restart together
             if run.status != Status.PENDING:
                 run.reset()
@@ -191,8 +207,9 @@ class Lifecycle:
         if isinstance(exc, Exception):  # the run failed; record why, the sweep goes on
             self.statuses = [Status.FAILED] * len(self.runs)
             for run in self.runs:
-                (run.path / "error.log").write_text("".join(traceback.format_exception(exc)))
-            return f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(OSError):  # a full disk, a deleted run dir
+                    (run.path / "error.log").write_text("".join(traceback.format_exception(exc)))
+            return one_line(exc)
         # Ctrl-C or SIGTERM (ours; or Lightning's exit on SIGTERM before training started)
         self.interrupted = signal_name or type(exc).__name__
         self.statuses = [Status.KILLED] * len(self.runs)
@@ -201,6 +218,9 @@ class Lifecycle:
 
     def _finish(self, run: RunDir, config: ExperimentConfig, status: Status,
                 error: str | None) -> RunResult:
+        if not run.path.is_dir():  # deleted while it trained: recreate nothing
+            return RunResult(run.path, Status.FAILED, None, time.time() - self.t0,
+                             f"'{run.path}' was deleted while the run trained; nothing recorded")
         verdict = None
         if run.metrics_path.exists():
             with contextlib.suppress(MetricsError):
@@ -209,8 +229,9 @@ class Lifecycle:
             try:
                 verdict = judge(config, run)
             except Exception as exc:  # a broken detector fails the run, visibly
-                status, error = Status.FAILED, f"verdict: {type(exc).__name__}: {exc}"
-                (run.path / "error.log").write_text(traceback.format_exc())
+                status, error = Status.FAILED, f"verdict: {one_line(exc)}"
+                with contextlib.suppress(OSError):
+                    (run.path / "error.log").write_text(traceback.format_exc())
         if self.wandb is not None:
             from dynamics_lab.tracking.wandb import finish_wandb
 

@@ -126,5 +126,8 @@ class DynamicsModule(FusedSteps):
         self.diverged = True
         self.trainer.should_stop = True
 
+    def on_update_overflow(self) -> None:
+        self._diverge()
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.model.parameters(), self.optim_config)

@@ -165,14 +165,32 @@ class FusedSteps(L.LightningModule):
                 self.on_before_zero_grad(raw)
                 raw.zero_grad(set_to_none=True)
                 self.manual_backward(loss)
-                optimizer.step()
+                if not self._updated(optimizer.step):
+                    return
                 continue
             raw.zero_grad(set_to_none=True)
             loss.backward()
             if own_hook:
                 self.on_before_optimizer_step(raw)
-            raw.step()
+            if not self._updated(raw.step):
+                return
             plan.count_update()
+
+    def _updated(self, step: Callable[[], Any]) -> bool:
+        """Run one optimizer step; False when the update overflowed the parameters' dtype (a
+        step size near the float maximum), which is a blow-up like a non-finite loss."""
+        try:
+            step()
+        except RuntimeError as exc:
+            if "without overflow" not in str(exc):
+                raise
+            self.on_update_overflow()
+            return False
+        return True
+
+    def on_update_overflow(self) -> None:
+        """The update overflowed: stop training (subclasses record the divergence)."""
+        self.trainer.should_stop = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A checkpoint written under automatic optimization counted its steps there; without

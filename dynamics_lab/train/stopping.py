@@ -1,5 +1,5 @@
-"""Ctrl-C and SIGTERM while runs train (a scancel or a Slurm time limit sends SIGTERM): stop
-where a checkpoint can be written, or at once."""
+"""Ctrl-C, SIGTERM and SIGHUP while runs train (a scancel or a Slurm time limit sends SIGTERM, a
+closed terminal SIGHUP): stop where a checkpoint can be written, or at once."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class StopRequest(L.Callback):
     a checkpoint can be written, after writing it; a second signal stops at once.
     """
 
-    SIGNALS = ("SIGINT", "SIGTERM")
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the terminal closed
 
     def __init__(self) -> None:
         self.requested: str | None = None  # the first signal's name
@@ -37,7 +37,9 @@ class StopRequest(L.Callback):
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
-                sig = getattr(signal, name)
+                sig = getattr(signal, name, None)
+                if sig is None:  # no SIGHUP on Windows
+                    continue
                 self._previous.setdefault(sig, signal.getsignal(sig))
                 signal.signal(sig, self)
 

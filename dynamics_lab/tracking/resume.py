@@ -8,6 +8,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from dynamics_lab.tracking.rundir import (
     RunDir,
     RunDirError,
@@ -106,7 +108,9 @@ def continue_at(run: RunDir, step: int, overrides: dict | None = None,
     meta = run.meta
     fields = {"resumed_at_steps": [*meta.get("resumed_at_steps", []), step]}
     if overrides:
-        run.write_config(config)
+        tmp = run.config_path.with_name(f".config.yaml.{os.getpid()}.tmp")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        os.replace(tmp, run.config_path)
         fields.update(config_hash=config_hash(run.config()), resume_overrides=[
             *meta.get("resume_overrides", []), {"at_step": step, "set": overrides}])
     run.update_meta(**fields)

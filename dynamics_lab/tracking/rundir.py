@@ -252,12 +252,6 @@ class RunDir:
             raise RunDirError(f"{self.config_path} is not a config mapping")
         return data
 
-    def write_config(self, config: dict) -> None:
-        """Replace config.yaml atomically (a resume's recorded overrides)."""
-        tmp = self.config_path.with_name(f".config.yaml.{os.getpid()}.tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-        os.replace(tmp, self.config_path)
-
     def start(self, device: str) -> None:
         for path in (self.parquet_path, self.progress_path):  # rewritten by this attempt
             path.unlink(missing_ok=True)

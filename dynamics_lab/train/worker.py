@@ -4,7 +4,8 @@ A job is one run, or several runs trained as one vectorized ensemble. Every laun
 subprocesses, Slurm array tasks, W&B agents) ends up in `run_job`, so a retried run behaves the
 same everywhere: a finished run is skipped, a killed or failed one resumes from its last sound
 checkpoint (only judged again when that is at the last step), and one without a usable
-checkpoint starts afresh, saying why. A run another live process holds is left alone. Ctrl-C or SIGTERM stops the job with its runs `killed` (exit status 130).
+checkpoint starts afresh, saying why. A run another live process holds is left alone.
+Ctrl-C, SIGTERM or SIGHUP stops the job with its runs `killed` (exit status 130).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ MAX_BYTES = 1 << 20  # an experiment file is a few KB; 1 MiB leaves room for lon
 MAX_DEPTH = 64  # nested mappings and lists; a config needs fewer than 10
 MAX_NODES = 200_000  # scalars, mappings and lists once every alias is expanded
 MERGE_TAG = "tag:yaml.org,2002:merge"
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser, when built with it
 
 
 class YAMLInputError(ValueError):
@@ -39,7 +40,8 @@ def _walk(root: yaml.Node) -> None:
 
     def visit(node: yaml.Node, path: str, depth: int) -> int:
         if depth > MAX_DEPTH:
-            raise _Checked(f"nesting deeper than {MAX_DEPTH} levels at '{path or '.'}'")
+            shown = path if len(path) < 80 else path[:40] + " ... " + path[-30:]
+            raise _Checked(f"nesting deeper than {MAX_DEPTH} levels at '{shown or '.'}'")
         if id(node) in sizes:
             return sizes[id(node)]
         if id(node) in active:
@@ -74,6 +76,31 @@ def _walk(root: yaml.Node) -> None:
     visit(root, "", 0)
 
 
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of [ and { outside quotes and comments. PyYAML's scanner is quadratic
+    in it (10 000 brackets take seconds), so it is bounded before the text is parsed."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
+    depth = deepest = 0
+    quote, previous, comment = "", "\n", False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and previous in " \t\n":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        previous = ch
+    return deepest
+
+
 def loads(text: str | bytes, where: str) -> Any:
     """The YAML document in `text`; `where` (a file or an override) leads every error."""
     if isinstance(text, bytes):
@@ -87,7 +114,9 @@ def loads(text: str | bytes, where: str) -> Any:
                                  f"offset {exc.start})") from None
     elif len(text) > MAX_BYTES:
         raise YAMLInputError(f"{where}: over the {MAX_BYTES / 2**20:.0f} MB limit for YAML input")
-    loader = yaml.SafeLoader(text)
+    if _flow_depth(text) > MAX_DEPTH:
+        raise YAMLInputError(f"{where}: nesting deeper than {MAX_DEPTH} levels")
+    loader = LOADER(text)
     try:
         node = loader.get_single_node()
         if node is None:

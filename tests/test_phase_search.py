@@ -48,7 +48,7 @@ class FakeLaunch:
             if path.name in self.fail:
                 run.finish(Status.FAILED, "stand-in failure")
             else:
-                phase = true_phase(values[path.name][WD], values[path.name][FRACTION])
+                phase = true_phase(values[path.name][WD], values[path.name].get(FRACTION, 0.5))
                 (path / "metrics.csv").write_text("step,train/acc\n0,0.1\n10,1.0\n")
                 run.write_verdict({"phenomenon": "grokking", **VERDICTS[phase]})
                 run.finish(Status.COMPLETED)
@@ -113,6 +113,23 @@ def test_resume_goes_on_past_the_budget_and_reruns_what_failed(
     assert len(read_manifest(search.sweep_dir)["runs"]) == used + len(again.ran) - 2
 
 
+def test_one_axis_bisects_to_the_finest_step(tmp_path, tiny_overrides, monkeypatch):
+    monkeypatch.setattr(phase_module, "launch", FakeLaunch())
+    run = RunRequest("grokking", overrides=tiny_overrides, out=tmp_path / "runs", wandb=False)
+    search = plan_search(PhaseRequest(run, [f"{WD}=0.1:10:log"], resolution=25))
+    assert run_search(search, echo=lambda line: None).startswith("resolution reached")
+    runs = read_manifest(search.sweep_dir)["runs"]
+    # two boundaries (memorization | grokking at wd 1, grokking | confusion at wd 3): the
+    # coarse 4, then one midpoint per boundary a round, three rounds down to 25 points
+    assert len(runs) == 4 + 2 * 3
+    wds = sorted(r["overrides"][WD] for r in runs)
+    index = search.lattice.values(0).index
+    crossings = [(a, b) for a, b in zip(wds, wds[1:]) if true_phase(a, 0.5) != true_phase(b, 0.5)]
+    assert len(crossings) == 2 and all(index(b) - index(a) == 1 for a, b in crossings)
+    written = write_outputs(search, echo=lambda line: None)
+    assert {p.name for p in written} == {POINTS_FILE, MAP_FILE, PANEL_FILE}
+
+
 def test_a_resume_with_other_axes_is_refused(tmp_path, tiny_overrides, monkeypatch):
     monkeypatch.setattr(phase_module, "launch", FakeLaunch())
     search = plan_search(request(tmp_path, tiny_overrides, budget=4, coarse=2, resolution=3))
@@ -120,6 +137,21 @@ def test_a_resume_with_other_axes_is_refused(tmp_path, tiny_overrides, monkeypat
     other = request(tmp_path, tiny_overrides, resume=search.sweep_dir, coarse=2, resolution=5)
     with pytest.raises(Exception, match="original flags"):
         plan_search(other)
+
+
+def test_the_command_writes_the_map_and_says_which_runs_did_not_finish(
+        tmp_path, tiny_overrides, monkeypatch):
+    broken = "weight_decay=10.0,train_fraction=0.7,seed=0"
+    monkeypatch.setattr(phase_module, "launch", FakeLaunch(fail={broken}))
+    sets = [item for o in tiny_overrides for item in ("--set", o)]
+    result = CliRunner().invoke(app, [
+        "phase", "grokking", "--x", f"{WD}=0.1:10:log", "--y", f"{FRACTION}=0.3:0.7",
+        "--coarse", "2", "--resolution", "3", *sets, "--out", str(tmp_path), "--no-wandb"])
+    assert result.exit_code == 1, result.output
+    assert "round 1: 4 point(s) x 1 seed(s) = 4 run(s)" in result.output
+    assert "resolution reached" in result.output
+    assert f"1 run(s) did not finish:\n  {broken}: failed (stand-in failure)" in result.output
+    assert result.output.count("wrote ") == 3
 
 
 BAD = [

@@ -101,8 +101,6 @@ def run(
                                  help="print the runs it would start, and write nothing"),
     print_config: bool = typer.Option(False, "--print-config",
                                       help="print each run's resolved config (a dry run)"),
-    force: bool = typer.Option(False, "--force",
-                               help="run even when its memory estimate exceeds this machine"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
     from dynamics_lab.schema import ConfigError
@@ -119,7 +117,7 @@ def run(
 
     request = RunRequest(experiment, profile, overrides, sweep, seed, out, workers, launcher.value,
                          ensemble, resume_sweep, wait, wandb, device.value if device else None,
-                         plugins, dry_run=dry_run or print_config, force=force)
+                         plugins, dry_run=dry_run or print_config)
     planned = None
     try:
         planned = plan(request)
@@ -209,7 +207,13 @@ def phase(
     labels differ, until --resolution or --budget; the map and the points in the sweep dir."""
     from dynamics_lab.schema import ConfigError
     from dynamics_lab.sweep.launch import RunRequest
-    from dynamics_lab.sweep.phase import PhaseRequest, plan_search, run_search, write_outputs
+    from dynamics_lab.sweep.phase import (
+        PhaseRequest,
+        not_finished,
+        plan_search,
+        run_search,
+        write_outputs,
+    )
     from dynamics_lab.sweep.slurm import SlurmError
     from dynamics_lab.tracking.rundir import RunDirError
 
@@ -227,6 +231,7 @@ def phase(
              f"{search.sweep_dir}")
         echo(run_search(search, echo))
         written = write_outputs(search, echo)
+        failures = not_finished(search)
     except (ConfigError, RunDirError, SlurmError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -236,6 +241,9 @@ def phase(
         raise typer.Exit(INTERRUPTED) from None
     for path in written:
         echo(f"wrote {path}")
+    if failures:  # their points are labelled with the status and refined around
+        echo(f"{len(failures)} run(s) did not finish:\n  " + "\n  ".join(failures))
+    raise typer.Exit(1 if failures else 0)
 
 
 @app.command("agent-run", hidden=True)
@@ -378,16 +386,13 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
 
 
 @app.command()
-def resume(run_dir: Path = typer.Argument(..., help="a stopped run directory"),
-           overrides: list[str] = typer.Option(
-               [], "--set", help="KEY=VALUE of trainer.max_steps (extends even a completed "
-                                 "run), trainer.checkpoint_every or trainer.device")) -> None:
+def resume(run_dir: Path = typer.Argument(..., help="a stopped run directory")) -> None:
     """Continue a stopped run from its last checkpoint, appending to the same metrics."""
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
     from dynamics_lab.train.runner import execute
 
     try:
-        result = execute(RunDir(run_dir), resume=True, echo=echo, overrides=overrides)
+        result = execute(RunDir(run_dir), resume=True, echo=echo)
     except RunDirError as exc:  # not a run, finished, in use, no or unsafe checkpoint, bad metrics
         fail(str(exc))
     raise typer.Exit(print_result(result.run_dir))

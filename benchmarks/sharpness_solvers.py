@@ -4,9 +4,10 @@ Trains the shipped `edge_of_stability` quick config (float32 full-batch GD, the 
 sizes 0.1, 0.15, 0.2, 0.3; 3000 steps each), timing the bare training loop, and snapshots the
 parameters every `--every` steps (25). At every snapshot the top Hessian eigenvalue (k=1) of the
 loss on all 500 training examples is measured by six solvers, each at tol=1e-3:
-  tracker       HessianSpectrum(solver="track") with its defaults (guard 3, max_expand 16,
-                audit_every 10, batched auto): block and scout carried from one measurement
-                to the next, a warm Lanczos audit every 10th
+  tracker       HessianSpectrum(solver="track") with its defaults (printed in the header):
+                block and scout carried from one measurement to the next, a warm Lanczos audit
+                every audit_every-th, and, where the callback has it, warm Lanczos run directly
+                for retry_after measurements after a fallback ("direct" in the method counts)
   warm lanczos  HessianSpectrum(solver="lanczos", warm_start=True): the default today
   cold lanczos  HessianSpectrum(warm_start=False): Lanczos from a fresh random start
   pyhessian     HessianSpectrum(backend="pyhessian"): PyHessian's power iteration, started from
@@ -44,9 +45,11 @@ shared machine the CPU time is the steadier one); the solvers run in a rotating 
 
 The verdict question: the edge_of_stability detector (with the config's phenomenon section)
 judges a metrics table per step size built as a run logs it (step; train/batch_loss every
-step; hessian/lambda_max and hessian/threshold = 2/eta at the measured steps), once per
-solver's sharpness series, and the verdicts are compared with the reference's. The shipped
-config measures every 150 steps; here every `--every`.
+step; hessian/lambda_max, hessian/certified and hessian/threshold = 2/eta at the measured
+steps; certified is 1 for eigsh, lobpcg and the reference), once per solver's sharpness series,
+and the verdicts are compared with the reference's. The shipped config measures at log-spaced
+steps plus every 100; here every `--every`, so a step size that crosses early has few samples
+before the crossing (the detector's reason is printed).
 
 Usage: .venv/bin/python benchmarks/sharpness_solvers.py [--steps 3000] [--every 25]
        [--lrs 0.1 0.15 0.2 0.3] [--dtype float32|float64|both]
@@ -149,23 +152,27 @@ class Callback:
     def __init__(self, loss_fn, **config):
         self.callback = HessianSpectrum(k=1, tol=TOL, loss_fn=loss_fn, **config)
         self.results: list = []  # the tracker's TrackResults, in order
+        self.direct: list[bool] = []  # whether the callback ran Lanczos directly (no tracking)
         if self.callback.config.solver == "track":
             original = self.callback._track
 
-            def capture(*args, **kwargs):
-                result = original(*args, **kwargs)
+            def capture(key, *args, **kwargs):
+                left = getattr(self.callback, "direct_left", {}).get(key, 0)
+                result = original(key, *args, **kwargs)
                 self.results.append(result)
+                self.direct.append(left > 0)
                 return result
 
             self.callback._track = capture
 
-    def __call__(self, model, batch, step: int) -> tuple[float, int]:
+    def __call__(self, model, batch, step: int) -> tuple[float, int, bool]:
         self.callback.probe = batch
         trainer = SimpleNamespace(global_step=step, loggers=[], optimizers=[])
         metrics = self.callback.run(trainer, SimpleNamespace(model=model))
         if "hessian/failed" in metrics:
             raise RuntimeError(f"HessianSpectrum failed at step {step}")
-        return metrics["hessian/lambda_max"], int(metrics["hessian/matvecs"])
+        return (metrics["hessian/lambda_max"], int(metrics["hessian/matvecs"]),
+                bool(metrics.get("hessian/certified", 1)))
 
 
 def _generator(step: int, salt: int) -> torch.Generator:
@@ -185,7 +192,7 @@ class Eigsh:
     def __init__(self, loss_fn):
         self.loss_fn = loss_fn
 
-    def __call__(self, model, batch, step: int) -> tuple[float, int]:
+    def __call__(self, model, batch, step: int) -> tuple[float, int, bool]:
         count = 0
         with hessian_vector_product(model, self.loss_fn, batch) as hvp:
             dtype = {torch.float32: np.float32, torch.float64: np.float64}[hvp.dtype]
@@ -199,7 +206,7 @@ class Eigsh:
             v0 = random_vector(hvp.dim, _generator(step, 11), dtype=hvp.dtype).numpy()
             values = eigsh(operator, k=1, which="LA", tol=TOL, v0=v0,
                            return_eigenvectors=False)
-        return float(values[0]), count
+        return float(values[0]), count, True  # ARPACK raises when it does not converge
 
 
 class HvpMatmul(TorchFunctionMode):
@@ -222,14 +229,14 @@ class Lobpcg:
     def __init__(self, loss_fn):
         self.loss_fn = loss_fn
 
-    def __call__(self, model, batch, step: int) -> tuple[float, int]:
+    def __call__(self, model, batch, step: int) -> tuple[float, int, bool]:
         with hessian_vector_product(model, self.loss_fn, batch) as hvp:
             stand_in = torch.zeros(1, 1, dtype=hvp.dtype).expand(hvp.dim, hvp.dim)
             x0 = random_vector(hvp.dim, _generator(step, 13), dtype=hvp.dtype).reshape(-1, 1)
             with HvpMatmul(stand_in, hvp) as mode:
                 values, _ = torch.lobpcg(stand_in, k=1, X=x0, tol=TOL, largest=True,
                                          niter=LOBPCG_NITER)
-        return float(values[0]), mode.count
+        return float(values[0]), mode.count, True  # torch.lobpcg reports no convergence
 
 
 def solvers(loss_fn) -> dict[str, object]:
@@ -248,6 +255,7 @@ class Record:
 
     values: list[float] = field(default_factory=list)
     matvecs: list[int] = field(default_factory=list)
+    certified: list[bool] = field(default_factory=list)
     wall: float = 0.0
     cpu: float = 0.0
 
@@ -273,9 +281,11 @@ def measure(run: Trajectory, dtypes: tuple[torch.dtype, ...]) -> dict:
             for dtype in dtypes:
                 record = records[name, dtype]
                 with Clock() as clock:
-                    value, n = state[dtype][name](models[dtype], batches[dtype], step)
+                    value, n, certified = state[dtype][name](models[dtype], batches[dtype],
+                                                             step)
                 record.values.append(value)
                 record.matvecs.append(n)
+                record.certified.append(certified)
                 record.wall += clock.wall
                 record.cpu += clock.cpu
     return {"steps": steps, "exact": np.array(exact), "exact_matvecs": exact_matvecs,
@@ -291,15 +301,17 @@ def _copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 # -- the verdict --------------------------------------------------------------------------------
 
-def verdict(run: Trajectory, steps: list[int], sharpness) -> object:
+def verdict(run: Trajectory, steps: list[int], sharpness, certified=None) -> object:
     """The edge_of_stability detector on the table a run with this sharpness series logs."""
     n = len(run.losses)
     frame = pd.DataFrame({"step": np.arange(n + 1)})
     frame["train/batch_loss"] = np.append(run.losses, np.nan)
-    for column in ("hessian/lambda_max", "hessian/threshold"):
+    for column in ("hessian/lambda_max", "hessian/certified", "hessian/threshold"):
         frame[column] = np.nan
     at = frame["step"].isin(steps)
     frame.loc[at, "hessian/lambda_max"] = np.asarray(sharpness, float)
+    frame.loc[at, "hessian/certified"] = (np.ones(len(steps)) if certified is None
+                                          else np.asarray(certified, float))
     frame.loc[at, "hessian/threshold"] = run.threshold
     return detect("edge_of_stability", frame, run.config)
 
@@ -350,6 +362,11 @@ def report(args) -> None:
               + ("; float32 is the shipped run's dtype, and its rounding (~1e-6) is far below "
                  "tol" if dtypes[0] == torch.float32 else "; timed against the float32 bare "
                  "loop, so the overhead is overstated"))
+    c = results[0]["tracker"][dtypes[0]].callback.config
+    print("  tracker: HessianSpectrum(solver='track') defaults: " + ", ".join(
+        f"{key} {getattr(c, key)}" for key in ("guard", "max_expand", "audit_every",
+                                               "retry_after", "max_iter", "batched")
+        if hasattr(c, key)))
     print(f"  errors relative to cold float64 Lanczos at tol={REFERENCE_TOL:g} (max_iter "
           f"{REFERENCE_ITER}; {statistics.mean(n for r in results for n in r['exact_matvecs']):.0f}"
           f" HVPs each on average, {sum(r['unconverged'] for r in results)} unconverged)")
@@ -389,14 +406,16 @@ def report(args) -> None:
         methods: Counter = Counter()
         certified = 0
         for r in results:
-            for i, res in enumerate(r["tracker"][dtype].results):
-                methods["cold start" if i == 0 else
+            tracker = r["tracker"][dtype]
+            for i, (res, direct) in enumerate(zip(tracker.results, tracker.direct)):
+                methods["cold start" if i == 0 else "direct" if direct else
                         "fallback" if res.method == "lanczos" else res.method] += 1
                 certified += res.certified
         batched = ", ".join(str(r["tracker"][dtype].callback.batched) for r in results)
         print(f"  tracker ({_name(dtype)}): "
               + ", ".join(f"{methods[m]} {m}" for m in
-                          ("tracked", "expanded", "fallback", "audit", "cold start"))
+                          ("tracked", "expanded", "fallback", "direct", "audit",
+                           "cold start"))
               + f"; {certified} of {sum(methods.values())} certified; batched products "
               f"chosen (per eta): {batched}")
 
@@ -405,11 +424,12 @@ def report(args) -> None:
         for run, r in zip(runs, results):
             rec = r["records"][name, exact_dtype]
             for i in np.flatnonzero(relative_errors(rec.values, r["exact"]) > TOL):
-                how = (f" {r['tracker'][exact_dtype].results[i].method}, "
-                       f"{r['tracker'][exact_dtype].results[i].n_matvec} HVPs"
-                       if name == "tracker" else f" {rec.matvecs[i]} HVPs")
+                tracker = r["tracker"][exact_dtype]
+                method = "direct" if tracker.direct[i] else tracker.results[i].method
+                how = (f"{method}, {rec.matvecs[i]} HVPs" if name == "tracker"
+                       else f"{rec.matvecs[i]} HVPs")
                 misses.append(f"eta={run.lr:g} step {r['steps'][i]}: {rec.values[i]:.4f} vs "
-                              f"{r['exact'][i]:.4f} ({how.strip()})")
+                              f"{r['exact'][i]:.4f} ({how})")
         print(f"  {name} errors > {TOL:g} ({_name(exact_dtype)}): "
               + ("; ".join(misses) if misses else "none"))
 
@@ -420,13 +440,15 @@ def report(args) -> None:
         print(f"    eta={run.lr:<5g} reference        {describe(ref)}")
         print(f"    {'':9} {'':16} {ref.reason}")
         for dtype in dtypes:
-            v = verdict(run, r["steps"], r["records"]["tracker", dtype].values)
+            rec = r["records"]["tracker", dtype]
+            v = verdict(run, r["steps"], rec.values, rec.certified)
             agree = "agrees" if v.outcome == ref.outcome else "DISAGREES"
             print(f"    {'':9} tracker {_name(dtype):8} {describe(v)}: {agree}")
         others = []
         for name in SOLVERS[1:]:
             for dtype in dtypes:
-                v = verdict(run, r["steps"], r["records"][name, dtype].values)
+                rec = r["records"][name, dtype]
+                v = verdict(run, r["steps"], rec.values, rec.certified)
                 if v.outcome != ref.outcome or v.crossing_step != ref.crossing_step:
                     others.append(f"{name} {_name(dtype)}: {describe(v)}")
         print(f"    {'':9} other solvers: " + ("; ".join(others) if others else

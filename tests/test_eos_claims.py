@@ -59,5 +59,21 @@ def test_the_quadratic_claim_reads_the_curved_models_only(tmp_path):
     assert c.status == "reproduced" and "0/3" not in c.ours
 
 
+def test_the_quadratic_claim_needs_one_eta_at_the_edge_in_every_seed(tmp_path):
+    # A small eta that levels off below does not contradict "once the step is large enough";
+    # without any eta detected in every seed the row is inconclusive; none detected anywhere
+    # contradicts.
+    curvature = {"model.curvature": 0.35}
+    write(tmp_path, {2.0: [0.8, 0.7, 0.75], 3.0: [1.0, 0.99, 1.01]}, {2.0: 0, 3.0: 3},
+          **curvature)
+    assert quadratic_claim(tmp_path, {}).status == "reproduced"
+    write(tmp_path, {2.0: [0.8, 0.7, 0.75], 3.0: [1.0, 0.92, 1.01]}, {2.0: 0, 3.0: 2},
+          **curvature)
+    assert quadratic_claim(tmp_path, {}).status == "inconclusive"
+    write(tmp_path, {2.0: [0.8, 0.7, 0.75], 3.0: [0.9, 0.92, 0.91]}, {2.0: 0, 3.0: 0},
+          **curvature)
+    assert quadratic_claim(tmp_path, {}).status == "contradicted"
+
+
 def test_no_report_is_not_run(tmp_path):
     assert claim(tmp_path, {}).status == "not run"

@@ -23,6 +23,7 @@ def write(tmp_path, hover: dict[float, list[float]], detected: dict[float, int],
                       **extra})
         for seed, level in enumerate(levels):
             runs.append({"optim.lr": lr, "seed": seed, "n_before_crossing": 25,
+                         "crossing_step": 300,
                          "picture": "oscillating at the edge", "median_ratio": level, **extra})
     pd.DataFrame(cells).to_csv(tmp_path / "cells.csv", index=False)
     pd.DataFrame(runs).to_csv(tmp_path / "summary.csv", index=False)

@@ -51,14 +51,15 @@ def hover_claim(results: Path, claim: str, paper: str,
     parts, statuses = [], []
     for _, row in cells.iterrows():
         mine = runs[runs[AXIS] == row[AXIS]]
-        before = pd.to_numeric(mine.get("n_before_crossing"), errors="coerce").dropna()
-        pictures = ", ".join(f"{n} {p}" for p, n in mine["picture"].value_counts().items()) \
-            if "picture" in mine else "-"
+        crossed = mine[mine["crossing_step"].notna()] if "crossing_step" in mine else mine
+        before = pd.to_numeric(crossed.get("n_before_crossing"), errors="coerce").dropna()
+        pictures = ", ".join(f"{n} {p}" for p, n in crossed["picture"].value_counts().items()) \
+            if "picture" in crossed else ""
+        reached = (f", >= {int(before.min())} samples before the crossing ({pictures})"
+                   if len(before) else ", never reached the edge")
         parts.append(f"eta={row[AXIS]:g}: {row['seeds']} detected, hover "
                      f"{cell_value(row, 'median_ratio')}x, peak "
-                     f"{cell_value(row, 'max_sharpness_ratio')}x, >= "
-                     f"{int(before.min()) if len(before) else 0} samples before the crossing "
-                     f"({pictures})")
+                     f"{cell_value(row, 'max_sharpness_ratio')}x{reached}")
         low, high = row.get("median_ratio_ci_low"), row.get("median_ratio_ci_high")
         inside = pd.notna(low) and pd.notna(high) and 1 - band <= low and high <= 1 + band
         if row["detected"] == row["finished"] and inside:

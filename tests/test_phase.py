@@ -6,16 +6,9 @@ import pytest
 from dynamics_lab.phenomena import build
 from dynamics_lab.phenomena.edge_of_stability import phase as eos_phase
 from dynamics_lab.phenomena.grokking import phase as grok_phase
-from dynamics_lab.phenomena.phase_lattice import (
-    Axis,
-    Lattice,
-    known,
-    leaves,
-    next_points,
-    parse_axis,
-    predict,
-)
+from dynamics_lab.phenomena.phase_lattice import Axis, Lattice, parse_axis
 from dynamics_lab.phenomena.phase_map import SPLIT, agreement, boundary, majority
+from dynamics_lab.phenomena.phase_tree import known, leaves, next_points, predict
 from dynamics_lab.schema import ConfigError
 
 PHASES = frozenset({"a", "b", "c"})

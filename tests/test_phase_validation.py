@@ -1,6 +1,9 @@
 """The adaptive phase map against the full grid it stands for, on real runs (slow): grokking
 on (a+b) mod 23 for 400 AdamW steps at lr 0.01, weight decay (log) x train fraction. The fine
-13x13 grid runs once; the search starts from 4x4 and refines to the same 13x13 lattice."""
+13x13 grid runs once; the search starts from 4x4 and refines to the same 13x13 lattice.
+Measured: the fine grid shows memorization, grokking, confusion (and 3 undetermined points);
+the search used 56 of its 169 runs (16 + 12 + 28) and agreed on 97.6% of its points. 21 min
+on two CPU cores shared with other jobs (load ~14), 12 of them the fine grid."""
 
 import pytest
 

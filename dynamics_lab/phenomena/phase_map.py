@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.dashboard import Panel
-from dynamics_lab.phenomena.phase_lattice import Lattice, Point, predict
+from dynamics_lab.phenomena.phase_lattice import Lattice, Point
+from dynamics_lab.phenomena.phase_tree import predict
 
 SPLIT = "split"  # the seeds of a point disagree, no label has a strict majority
 FINISHED = ("completed", "diverged")  # statuses whose runs carry a verdict

@@ -1,6 +1,7 @@
 """`dynlab phase`: a phase diagram that finds its own boundaries, round by round.
 
-A search samples one or two config keys on a lattice (phenomena/phase_lattice.py): a coarse
+A search samples one or two config keys on a lattice (phenomena/phase_lattice.py, its
+quadtree phenomena/phase_tree.py): a coarse
 grid first, then, round by round, the split points of every cell whose boundary labels differ
 (a quadtree along the boundary; bisection in 1-D), until the finest lattice (`--resolution`) or
 the run budget is reached. Each point runs `--seeds` seeds; its label is their majority phase
@@ -33,14 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dynamics_lab.config import ExperimentConfig, apply_overrides, build_config, load_experiment
-from dynamics_lab.phenomena.phase_lattice import (
-    Lattice,
-    Point,
-    leaves,
-    next_points,
-    parse_axis,
-    unresolved,
-)
+from dynamics_lab.phenomena.phase_lattice import Lattice, Point, parse_axis
+from dynamics_lab.phenomena.phase_tree import leaves, next_points, unresolved
 from dynamics_lab.schema import ConfigError
 from dynamics_lab.sweep.grid import RunSpec, run_id_for
 from dynamics_lab.sweep.launch import Plan, RunRequest, check_device, launch

@@ -140,7 +140,7 @@ def test_the_forms_are_fitted_and_the_power_law_recovers_its_exponent():
     assert fits.loc["d^b", "ci_low"] < local["d log^2 d"] < fits.loc["d^b", "ci_high"]
     assert fits.loc["d log^2 d", "delta_aic"] == 0.0
     assert fits.loc["d", "delta_aic"] > 10
-    assert "d log^2 d fit best" in distinguishes(fits.reset_index())
+    assert "d log^2 d fits best" in distinguishes(fits.reset_index())
 
 
 def test_noisy_data_over_a_short_range_do_not_tell_the_forms_apart():

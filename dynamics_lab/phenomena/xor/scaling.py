@@ -128,7 +128,7 @@ def distinguishes(fits: pd.DataFrame) -> str:
     close = [f for f, a in zip(forms["form"], forms["aic"] - best["aic"]) if a < INDISTINCT_AIC]
     if len(close) == len(forms):
         return f"the fits do not tell {', '.join(FORMS)} apart (delta AIC < {INDISTINCT_AIC:g})"
-    return (f"{' and '.join(close)} fit best; "
+    return (f"of C d, C d log d, C d log^2 d, {' and '.join(close)} fits best; "
             + ", ".join(f"{f} delta AIC {a:.1f}" for f, a in zip(forms["form"],
                                                                   forms["aic"] - best["aic"])
                         if a >= INDISTINCT_AIC))

@@ -284,9 +284,13 @@ def test_sighup_stops_a_run_like_sigterm(tmp_path, hup_ignored):
 def test_sighup_on_a_local_sweep_stops_it_like_ctrl_c(hup_ignored):
     from dynamics_lab.sweep.local import launch_local
 
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGHUP)).start()
+    def hung_up(job, env):  # the terminal closes while a worker runs
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(1.5)
+        return {}
+
     with pytest.raises(KeyboardInterrupt):
-        launch_local([[Path("a")]], 1, run=lambda job, env: time.sleep(1.5) or {})
+        launch_local([[Path("a")]], 1, run=hung_up)
 
 
 def test_an_overflowing_step_size_diverges_with_a_verdict(tmp_path):

@@ -257,7 +257,9 @@ class RunDir:
             path.unlink(missing_ok=True)
         from dynamics_lab.tracking.provenance import run_provenance  # user's repo, plugins
 
-        self.update_meta(error=None)  # the last attempt's; this one records its own
+        meta = self.meta
+        if meta.pop("error", None) is not None:  # the last attempt's; this one records its own
+            write_json(self.meta_path, meta)
         self.update_meta(status=Status.RUNNING, started=now(), ended=None, argv=sys.argv,
                          host=platform.node(), pid=os.getpid(), device=device,
                          git=git_state(), versions=versions(), **run_provenance(self.config()),

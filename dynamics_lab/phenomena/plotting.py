@@ -196,7 +196,7 @@ class Cell:
     never: int = 0
     ran_out: int = 0
     failed: int = 0
-    labels: list = field(default_factory=list)
+    values: list = field(default_factory=list)  # of the seeds that showed it
 
     def text(self, annotate: str) -> str:
         runs = self.shown + self.never + self.ran_out + self.failed
@@ -222,15 +222,15 @@ def _cells(table: pd.DataFrame, x: str, y: str, value: str) -> dict[tuple, Cell]
         v = float(values[run_id]) if values is not None else float(row[value])
         outcome = row.get("outcome")
         if np.isfinite(v):
-            cell.labels.append(v)
+            cell.values.append(v)
             cell.shown += 1
         elif outcome == Outcome.UNDETERMINED.value:
             cell.ran_out += 1
         else:
             cell.never += 1
     for cell in cells.values():
-        if cell.labels:
-            cell.value = float(np.mean(cell.labels))
+        if cell.values:
+            cell.value = float(np.mean(cell.values))
     return cells
 
 

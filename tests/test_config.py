@@ -67,7 +67,7 @@ def test_bad_input_is_one_clear_line(overrides, message):
 def test_unknown_experiment_and_profile():
     with pytest.raises(ConfigError, match="did you mean 'grokking'"):
         load_experiment("grokkin")
-    with pytest.raises(ConfigError, match="valid: full, quick"):
+    with pytest.raises(ConfigError, match="valid: full, held_out, quick"):
         load_experiment("grokking", profile="fast")
 
 

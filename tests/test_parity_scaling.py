@@ -44,4 +44,4 @@ def test_exponents_per_k_recover_the_growth_of_the_learning_step(tmp_path):
         assert fits.loc[(k, "plateau_length"), "exponent"] == pytest.approx(k - 1, abs=0.05)
     written = write_figures(view)
     assert [p.name for p in written] == ["concentration_vs_loss.png", "learning_scaling.csv",
-                                         "learning_scaling.png"]
+                                         "learning_steps.csv", "learning_scaling.png"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dynamics_lab.phenomena import eos_quadratic, hessian_rank, hostile
+from dynamics_lab.phenomena import eos_quadratic, hessian_rank, hostile, lazy_rich
 from dynamics_lab.phenomena import synthetic as syn
 
 DETECTED, NOT, UNDETERMINED = "detected", "not_detected", "undetermined"
@@ -206,39 +206,6 @@ def _hidden_progress() -> list[Case]:
     return out
 
 
-def _lazy_rich() -> list[Case]:
-    # Grokking as Kumar et al. define it: the test loss on its level while the train loss fits
-    # (by step ~900 here), and a drop only later. The kernel columns describe the regime; the
-    # outcome reads the losses.
-    out = []
-    for name, kw in _variants([dict(every=50, steps=8000, noise=0.0),
-                               dict(every=25, steps=8000, noise=0.02),
-                               dict(every=100, steps=16000, noise=0.02)]):
-        for family, test, kernel, extra, expected in (
-                ("textbook grokking", "plateau", "moves", {}, DETECTED),
-                ("grokking after a transient", "transient", "moves", {}, DETECTED),
-                ("grokking, no kernel column", "plateau", "none", {}, DETECTED),
-                ("test drop before the train fit (rich)", "plateau", "moves",
-                 dict(drop_at=400), NOT),
-                ("test falls with the train loss", "exponential", "moves", {}, NOT),
-                ("lazy: the test loss stays on its level", "settle", "static", {},
-                 UNDETERMINED),
-                ("transient sets the level, no drop", "settle", "early", {}, UNDETERMINED)):
-            if test == "exponential" and kw["steps"] > 8000:
-                # Its time constant is a third of the run: over 16 000 steps the test loss is
-                # still within 10% of its level at the fit and falls 3x eight times later, a
-                # delay by the definition, no longer a look-alike.
-                continue
-            out.append(Case("lazy_rich", family, name, expected,
-                            lambda t=test, k=kernel, e=extra, kw=kw: (
-                                syn.lazy_rich(t, k, **{**kw, **e}), {})))
-    out.append(Case("lazy_rich", "few evaluations", "every=1000, steps=8000", UNDETERMINED,
-                    lambda: (syn.lazy_rich(every=1000), {})))
-    out.append(Case("lazy_rich", "train loss not fit yet", "every=20, steps=600", UNDETERMINED,
-                    lambda: (syn.lazy_rich(every=20, steps=600), {})))
-    return out
-
-
 def _xor() -> list[Case]:
     out = []
     for name, kw in _variants([dict(every=20, steps=4000, noise=0.0),
@@ -294,10 +261,11 @@ def _scaling_law() -> list[Case]:
     return out
 
 
-CASES: list[Case] = [*_grokking(), *_eos(), *_stepwise(), *_hidden_progress(), *_lazy_rich(),
+CASES: list[Case] = [*_grokking(), *_eos(), *_stepwise(), *_hidden_progress(),
                      *_scaling_law(), *_xor(), *_stepwise_ssl(), *_large_step_sgd(),
                      *(Case(*row) for row in hostile.rows()),
-                     *(Case(*r) for p in (eos_quadratic, hessian_rank) for r in p.battery_rows())]
+                     *(Case(*r) for p in (eos_quadratic, hessian_rank, lazy_rich)
+                       for r in p.battery_rows())]
 
 
 def outcome(case: Case) -> str:

@@ -22,14 +22,13 @@ Reads `train/loss`, `val/loss` and, when logged, `ntk/distance_init`, `ntk/align
                     min_alignment_rise; coincides: |rise - drop| <= coincidence_tolerance x
                     drop; alignment_jump: its change while the test loss falls from its level
                     to the shared level, jump_share: that change over its whole rise
-  regime            rich: the test loss dropped and the kernel moved (distance >= lazy_distance);
-                    lazy: the kernel stayed within lazy_distance and the test loss did not drop;
-                    intermediate: anything else; unknown: the kernel distance was not logged
+  regime            rich: the test loss dropped and the kernel moved >= lazy_distance; lazy:
+                    neither; intermediate: one of them; unknown: no kernel distance logged
   lazy baseline     kernel/lazy_test_loss, the test loss of kernel regression with the initial
                     NTK; below_lazy: the run's lowest test loss under it (features learned)
-`detected` means grokked. not_detected: the test loss fell with (or before) the train loss.
-undetermined: too few evaluations, the train loss never fit, or it fit and the test loss was
-still on its level when the run stopped (it may drop later, or never: the lazy limit).
+`detected` means grokked; not_detected: the test loss fell with (or before) the train loss;
+undetermined: too few evaluations, no train fit, or the test loss still on its level at the
+end (it may drop later, or never: the lazy limit).
 """
 
 from __future__ import annotations

@@ -217,8 +217,8 @@ class StepCheckpoint(L.Callback):
         try:
             trainer.save_checkpoint(self.path)
         except OSError as exc:
-            kept = f"the one from step {self._saved_step} is kept" if self._saved_step > 0 \
-                else "the previous one is kept"
+            kept = (f"the one from step {self._saved_step} is kept" if self._saved_step > 0
+                    else "the previous one is kept" if self.path.exists() else "none was before")
             raise CheckpointError(f"checkpoint at step {trainer.global_step} not written to "
                                   f"'{self.path}': {exc.strerror or exc}; {kept}") from None
         self._saved_step = trainer.global_step

@@ -219,6 +219,10 @@ class Lifecycle:
     def _finish(self, run: RunDir, config: ExperimentConfig, status: Status,
                 error: str | None) -> RunResult:
         if not run.path.is_dir():  # deleted while it trained: recreate nothing
+            if self.wandb is not None:
+                from dynamics_lab.tracking.wandb import finish_wandb
+
+                finish_wandb(self.wandb, None, Status.FAILED)
             return RunResult(run.path, Status.FAILED, None, time.time() - self.t0,
                              f"'{run.path}' was deleted while the run trained; nothing recorded")
         verdict = None

@@ -21,12 +21,13 @@ solver that starts from the previous Ritz vectors needs a few products where Lan
    `max_expand` extra products; past that it falls back to Lanczos warm-started from the
    current Ritz vectors, and reports Lanczos's own convergence.
 
-Where it pays (measured on the edge-of-stability runs, `benchmarks/sharpness_solvers.py`):
-while the sharpness rises the top eigenspace moves little between measurements and a call
-takes 7-8 products where warm Lanczos takes ~11. At the edge of stability tens of eigenvalues
-sit within 10% of the top and the top eigenvector turns between measurements; no carried block
-holds it, and the certificate (the residual, since no gap separates the cluster) asks as much
-as Lanczos does, so HessianSpectrum then runs warm Lanczos directly (`retry_after`).
+Where it pays: where the top eigenspace moves little between calls relative to its gaps (a
+near-degenerate pair rotating inside its plane costs k + guard + 1 products a call). Where it
+does not (measured on the edge-of-stability runs every 25 steps, `benchmarks/sharpness_solvers.py`):
+the carried block never certified alone (first residuals ~15% of lambda; at the edge tens of
+eigenvalues sit within 10% of the top and the top eigenvector turns between measurements), and
+with its fallbacks it took 26.2 products a measurement against 22.6 for warm Lanczos. After a
+fallback HessianSpectrum runs warm Lanczos directly (`retry_after`) to bound that loss.
 
 The scout is one more vector carried outside the block: the residual of the lower Ritz pair
 that reaches highest (a Krylov direction, already computed), with fresh randomness mixed in

@@ -16,8 +16,7 @@ from dynamics_lab.phenomena.claims import (
 )
 from dynamics_lab.phenomena.xor.scaling import local_exponents
 
-CLAIM = ("SGD learns XOR on {-1,1}^d from d polylog(d) samples (a bound; near-optimal, as "
-         "rotation-invariant learners need ~d)")
+CLAIM = "SGD learns XOR on {-1,1}^d within d polylog(d) samples (an upper bound)"
 PAPER = "samples <= C d polylog(d) (Glasgow 2023); kernel methods need ~d^2"
 
 

@@ -62,10 +62,7 @@ class KernelBaseline(Measurement):
     prefix = "kernel"
     uses_probe = False
     config: KernelBaselineConfig
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._done = False
+    _done = False  # measured already (an instance sets its own once it has)
 
     @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,

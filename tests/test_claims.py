@@ -192,7 +192,7 @@ def test_the_table_has_a_row_per_experiment_and_lists_the_silent_ones(tmp_path):
     text = path.read_text()
     assert path.name == "CLAIMS.md"
     assert "| lazy_rich |" in text and "| contradicted |" in text
-    assert "| edge_of_stability |" in text and "| not run |" in text  # provisional, no report
+    assert "| edge_of_stability |" in text and "| not run |" in text  # its claim, no report yet
     assert "No claim stated yet" in text and "stepwise" in text.split("No claim stated yet")[1]
     assert text == claims_table([(p.stem, yaml.safe_load(p.read_text()))
                                  for p in sorted(experiments.glob("*.yaml"))], results)

@@ -4,10 +4,8 @@ A phenomenon states its claim in its own folder: `dynamics_lab/phenomena/<name>/
 `claim(results: Path, experiment: dict) -> Claim`, which reads the committed report files of the
 experiment (results/<experiment>/: summary.csv, cells.csv, fits) and says what they carry: the
 paper's claim in a line, the paper's number, ours with its 95% interval across seeds, the number
-of seeds, the swept range and a status (dynamics_lab/phenomena/claims.py). A phenomenon whose
-folder has no claim.py yet may have a provisional row in report/claims_provisional.py (read
-from its verdict fields as they stand); its own claim.py takes precedence. The table is rebuilt
-from every experiment's files whenever one experiment is reported.
+of seeds, the swept range and a status (dynamics_lab/phenomena/claims.py). The table is
+rebuilt from every experiment's files whenever one experiment is reported.
 """
 
 from __future__ import annotations
@@ -34,12 +32,9 @@ def experiment_claim(name: str, experiment: dict, results: Path) -> Claim | None
     try:
         module = importlib.import_module(f"dynamics_lab.phenomena.{phenomenon}.claim")
     except ModuleNotFoundError as exc:
-        if not (exc.name and exc.name.endswith(".claim")):
-            raise
-        from dynamics_lab.report.claims_provisional import PROVISIONAL
-
-        make = PROVISIONAL.get(phenomenon)
-        return make(results / name, experiment) if make else None
+        if exc.name and exc.name.endswith(".claim"):
+            return None
+        raise
     return module.claim(results / name, experiment)
 
 

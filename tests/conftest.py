@@ -32,3 +32,21 @@ def runs_root(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("DYNLAB_RUNS", str(root))
     return root
+
+
+class Quadratic(torch.nn.Module):
+    """Outputs 0.5 theta^T A theta per example, so the mean output (`mean_output`) has Hessian A
+    exactly: set `A` to any symmetric matrix to give a Hessian-based measurement a known
+    spectrum."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.randn(dim, dtype=torch.float64))
+        self.register_buffer("A", torch.zeros(dim, dim, dtype=torch.float64))
+
+    def forward(self, x):
+        return (0.5 * self.theta @ self.A @ self.theta).expand(x.shape[0], 1)
+
+
+def mean_output(out, y):
+    return out.mean()

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import Quadratic, mean_output
 from torch import nn
 
 from dynamics_lab.linalg.hvp import hessian_vector_product
@@ -37,22 +38,6 @@ def plane_rotation(q: torch.Tensor, angle: float) -> torch.Tensor:
     q = q.clone()
     q[:, 0], q[:, 1] = c * q[:, 0] - s * q[:, 1], s * q[:, 0] + c * q[:, 1]
     return q
-
-
-class Quadratic(nn.Module):
-    """Outputs 0.5 theta^T A theta per example: the mean output has Hessian A exactly."""
-
-    def __init__(self):
-        super().__init__()
-        self.theta = nn.Parameter(torch.randn(DIM, dtype=torch.float64))
-        self.register_buffer("A", torch.zeros(DIM, DIM, dtype=torch.float64))
-
-    def forward(self, x):
-        return (0.5 * self.theta @ self.A @ self.theta).expand(x.shape[0], 1)
-
-
-def mean_output(out, y):
-    return out.mean()
 
 
 PROBE = (torch.zeros(2, 1), torch.zeros(2, 1))
@@ -244,7 +229,7 @@ def test_the_tracked_block_travels_with_the_checkpoint():
     q, lam = basis(), bulk()
     lam[0], lam[1] = 10.0, 9.5
     trajectory = [operator(plane_rotation(q, 0.1 * t), lam) for t in range(5)]
-    model = Quadratic()
+    model = Quadratic(DIM)
 
     def callback():
         return HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=3, max_iter=DIM,
@@ -268,7 +253,7 @@ def test_after_a_fallback_lanczos_runs_directly_then_tracking_is_retried():
     # skip the attempt.
     q, lam = basis(), bulk()
     lam[0], lam[1] = 10.0, 8.0
-    model = Quadratic()
+    model = Quadratic(DIM)
     callback = HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=0, max_expand=0,
                                retry_after=2, max_iter=DIM, probe=PROBE)
     left = []

@@ -7,28 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
+from conftest import Quadratic, mean_output
 
 from dynamics_lab.linalg.lanczos import lanczos
 from dynamics_lab.measure.hessian import HessianSpectrum
 
 DIM = 120
-
-
-class Quadratic(nn.Module):
-    """Outputs 0.5 theta^T A theta per example, so the mean loss has Hessian A exactly."""
-
-    def __init__(self, dim: int = DIM):
-        super().__init__()
-        self.theta = nn.Parameter(torch.randn(dim, dtype=torch.float64))
-        self.register_buffer("A", torch.zeros(dim, dim, dtype=torch.float64))
-
-    def forward(self, x):
-        return (0.5 * self.theta @ self.A @ self.theta).expand(x.shape[0], 1)
-
-
-def mean_output(out, y):
-    return out.mean()
 
 
 def spectrum(top: dict[int, float], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +37,7 @@ def rotation(angle: float) -> torch.Tensor:
 def measure_along(trajectory, k: int, warm_start: bool = True, tol: float = 1e-8,
                   **options):
     """HessianSpectrum's logged rows at A(t) for t = 0, 1, ... (one measurement each)."""
-    model = Quadratic()
+    model = Quadratic(DIM)
     module = SimpleNamespace(model=model, loss_fn=mean_output)
     callback = HessianSpectrum(k=k, tol=tol, warm_start=warm_start, max_iter=DIM,
                                probe=(torch.zeros(2, 1), torch.zeros(2, 1)), **options)

@@ -101,6 +101,8 @@ def run(
                                  help="print the runs it would start, and write nothing"),
     print_config: bool = typer.Option(False, "--print-config",
                                       help="print each run's resolved config (a dry run)"),
+    force: bool = typer.Option(False, "--force",
+                               help="run even when its memory estimate exceeds this machine"),
 ) -> None:
     """Run an experiment (one run, or the sweep), judge each run, print the verdicts."""
     from dynamics_lab.schema import ConfigError
@@ -117,7 +119,7 @@ def run(
 
     request = RunRequest(experiment, profile, overrides, sweep, seed, out, workers, launcher.value,
                          ensemble, resume_sweep, wait, wandb, device.value if device else None,
-                         plugins, dry_run=dry_run or print_config)
+                         plugins, dry_run=dry_run or print_config, force=force)
     planned = None
     try:
         planned = plan(request)
@@ -386,13 +388,16 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
 
 
 @app.command()
-def resume(run_dir: Path = typer.Argument(..., help="a stopped run directory")) -> None:
+def resume(run_dir: Path = typer.Argument(..., help="a stopped run directory"),
+           overrides: list[str] = typer.Option(
+               [], "--set", help="KEY=VALUE of trainer.max_steps (extends even a completed "
+                                 "run), trainer.checkpoint_every or trainer.device")) -> None:
     """Continue a stopped run from its last checkpoint, appending to the same metrics."""
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
     from dynamics_lab.train.runner import execute
 
     try:
-        result = execute(RunDir(run_dir), resume=True, echo=echo)
+        result = execute(RunDir(run_dir), resume=True, echo=echo, overrides=overrides)
     except RunDirError as exc:  # not a run, finished, in use, no or unsafe checkpoint, bad metrics
         fail(str(exc))
     raise typer.Exit(print_result(result.run_dir))

@@ -226,3 +226,71 @@ def test_quick_profile_reaches_the_edge_of_stability(tmp_path, lr, seed):
     assert result.verdict["detected"], result.verdict["summary"]
     assert result.verdict["n_before_crossing"] >= 20
     assert result.verdict["picture"] == "oscillating at the edge"
+
+
+def curve(ratio, every: int = 10, loss_rise_every: int = 4, steps: int = 3000, **flags):
+    """A table from sharpness ratios (x 2/eta=20) sampled every `every` steps; the batch loss
+    falls, rising every `loss_rise_every` steps (0: monotone); `flags` add columns per sample."""
+    t = np.arange(len(ratio)) * every
+    s = np.arange(steps + 1)
+    bump = 0.05 * (s % loss_rise_every == 0) if loss_rise_every else 0
+    sharp = pd.DataFrame({"step": t, "hessian/lambda_max": 20 * np.asarray(ratio),
+                          "hessian/threshold": 20.0, **flags})
+    loss = pd.DataFrame({"step": s, "train/batch_loss": np.exp(-s / 1000) * (1 + bump)})
+    return pd.concat([sharp, loss], ignore_index=True).sort_values("step", kind="stable",
+                                                                   ignore_index=True)
+
+
+def hover(n):
+    return 1 + 0.05 * np.sin(np.arange(n))
+
+
+def test_a_jump_after_a_flat_stretch_is_no_sharpening():
+    # Flat at 0.5x for 30 samples, then one step to 1.8x, relaxing onto the edge: counted
+    # samples before the crossing are not a sharpening curve.
+    ratio = np.concatenate([np.full(30, 0.5), [1.8, 1.5, 1.2], hover(270)])
+    v = detect("edge_of_stability", curve(ratio), GD)
+    assert v.outcome == "not_detected" and v.picture == "catapult"
+    assert "last sampling interval" in v.reason
+
+
+def test_a_falling_sharpness_before_the_crossing_is_no_sharpening():
+    # 0.79x falling to 0.59x over 100 samples, then up to the edge over 10 samples (no jump).
+    ratio = np.concatenate([np.linspace(0.79, 0.59, 100), np.linspace(0.63, 0.99, 10),
+                            hover(200)])
+    v = detect("edge_of_stability", curve(ratio), GD)
+    assert v.outcome == "not_detected" and "did not rise" in v.reason
+
+
+def test_settled_below_with_a_slightly_noisy_loss_is_still_settled():
+    # Never above the threshold; the loss ticks up on ~3% of steps.
+    ratio = np.concatenate([np.linspace(0.15, 0.96, 60), np.full(240, 0.96)])
+    v = detect("edge_of_stability", curve(ratio, loss_rise_every=33), GD)
+    assert v.detected and v.picture == "settled just below the edge"
+
+
+def test_a_missing_certified_flag_where_the_run_logs_one_is_not_evidence():
+    # 40 wild samples whose flag is missing (NaN) in a run that logs the flag.
+    ratio = np.concatenate([np.linspace(0.15, 1.0, 60), hover(240)])
+    flags = np.ones(len(ratio))
+    wild = np.arange(100, 140)
+    ratio[wild], flags[wild] = 5e4, np.nan
+    v = detect("edge_of_stability", curve(ratio, **{"hessian/certified": flags}), GD)
+    assert v.detected and v.n_uncertified == 40 and v.max_sharpness_ratio < 1.1
+
+
+def test_the_preconditioned_sharpness_is_filtered_by_its_own_flag():
+    # Adam: the plain Hessian's solve failed on 20 samples (irrelevant to the preconditioned
+    # sharpness); the preconditioned solve failed on 5 others, which are dropped.
+    ratio = np.concatenate([np.linspace(0.15, 1.0, 60), hover(240)])
+    frame = curve(ratio)
+    sharp = frame["hessian/lambda_max"].notna()
+    frame["hessian/precond_lambda_max"] = frame["hessian/lambda_max"]
+    plain, precond = np.ones(sharp.sum()), np.ones(sharp.sum())
+    plain[100:120], precond[150:155] = 0.0, 0.0
+    frame.loc[sharp, "hessian/certified"] = plain
+    frame.loc[sharp, "hessian/precond_certified"] = precond
+    adam = {"optim": {"name": "adam", "lr": 0.001}}
+    frame["hessian/threshold"] = frame["hessian/threshold"]
+    v = detect("edge_of_stability", frame, adam)
+    assert v.sharpness_metric == "hessian/precond_lambda_max" and v.n_uncertified == 5

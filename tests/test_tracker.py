@@ -12,7 +12,7 @@ from conftest import Quadratic, mean_output
 from torch import nn
 
 from dynamics_lab.linalg.hvp import hessian_vector_product
-from dynamics_lab.linalg.tracker import certificate, track
+from dynamics_lab.linalg.tracker import track
 from dynamics_lab.measure.hessian import HessianSpectrum
 
 DIM = 120
@@ -130,25 +130,23 @@ def test_a_direction_orthogonal_to_the_tracked_space_is_found_by_the_scout_or_an
     assert float(audited.eigenvalues[0]) == pytest.approx(12.0, rel=1e-6)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_certificate_bounds_the_distance_to_an_eigenvalue(seed):
-    # Random symmetric matrices, random perturbations of their eigenvectors: Rayleigh-Ritz on a
-    # 4-column space; each certified bound covers the true distance to the nearest eigenvalue.
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(40, 40, generator=g, dtype=torch.float64)
-    a = (a + a.T) / 2
-    _, vecs = torch.linalg.eigh(a)
-    x = vecs[:, -4:] + 0.05 * torch.randn(40, 4, generator=g, dtype=torch.float64)
-    x = torch.linalg.qr(x)[0]
-    theta, s = torch.linalg.eigh(x.T @ a @ x)
-    theta, s = theta.flip(0), s.flip(1)
-    y = x @ s
-    eps = (a @ y - y * theta).norm(dim=0)
-    bounds = certificate(theta, eps, 4)
-    exact = torch.linalg.eigvalsh(a)
-    for value, bound in zip(theta, bounds):
-        assert float((exact - value).abs().min()) <= float(bound) * (1 + 1e-9)
-    assert bool((bounds <= eps).all())
+def test_a_bound_covers_the_distance_to_an_eigenvalue_the_space_barely_touches():
+    # The top Ritz vector mixes the top two eigenvectors (1.0 and 0.5) at 0.155 rad; the other
+    # carried vectors sit in a bulk far below. A gap estimated from the other Ritz values (as a
+    # Kato-Temple bound would take it) is ~6, but the true gap to 0.5 is 0.5: the quadratic bound
+    # would claim 1e-3 where the value is 1.2e-2 away. The residual bound holds.
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(100, 100, generator=g, dtype=torch.float64))[0]
+    lam = -5.0 - torch.rand(100, generator=g, dtype=torch.float64)
+    lam[0], lam[1] = 1.0, 0.5
+    a = (q * lam) @ q.T
+    block = torch.stack([math.cos(0.155) * q[:, 0] + math.sin(0.155) * q[:, 1], q[:, 2],
+                         q[:, 3], q[:, 4]], 1)
+    first = track(lambda v: a @ v, 100, 1, block=block, scout=q[:, 5], tol=1e-3, max_expand=0)
+    assert first.method == "lanczos" or not first.certified or float(
+        first.eigenvalues[0]) == pytest.approx(1.0, rel=1e-3)
+    for result in (first, track(lambda v: a @ v, 100, 1, block=block, scout=q[:, 5], tol=0.5)):
+        assert_certificate_holds(result, a)
 
 
 def test_an_uncertified_value_says_so():
@@ -232,8 +230,9 @@ def test_the_tracked_block_travels_with_the_checkpoint():
     model = Quadratic(DIM)
 
     def callback():
+        # batched pinned: "auto" decides by timing, and the two ways round differently
         return HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=3, max_iter=DIM,
-                               probe=PROBE)
+                               batched="off", probe=PROBE)
 
     first = callback()
     full = [measure(first, model, a, t) for t, a in enumerate(trajectory)]

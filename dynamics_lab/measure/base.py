@@ -20,7 +20,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from typing_extensions import override
 
@@ -39,6 +39,13 @@ class MeasurementConfig(NamedSection):
     per_decade: int = Field(10, ge=1)
     # With log_spaced: also every n steps (dense early where curves change fast, regular later).
     also_every: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _also_every_needs_log_spacing(self):
+        if self.also_every is not None and not self.log_spaced:
+            raise ValueError("also_every adds steps to a log_spaced schedule; with log_spaced: "
+                             "false measure with every (or set also_every: null)")
+        return self
     probe_size: int = Field(1024, ge=1)  # examples in the fixed probe set
     probe_seed: int = 0
 

@@ -4,7 +4,8 @@ optimizer's stability threshold, as a Lightning callback.
 Logged under `hessian/`: lambda_1..k (lambda_max = lambda_1), residual_1..k, matvecs, converged;
 `threshold`, the largest sharpness the optimizer in use is stable at on a quadratic, and, where
 the step is preconditioned (Adam/AdamW, groups with different learning rates) or carries
-coupled L2 (SGD's `weight_decay`), `precond_lambda_max` with `precond_matvecs`: the top
+coupled L2 (SGD's `weight_decay`), `precond_lambda_max` with `precond_matvecs` and
+`precond_certified`: the top
 eigenvalue of S (H + L2) that the threshold applies to (`stability.py`: Cohen et al. 2022's
 P^-1 H for Adam, first-moment bias correction included). Optionally the Hutchinson trace and
 an SLQ density (summary numbers logged; grid and density saved to
@@ -281,6 +282,8 @@ class HessianSpectrum(Measurement):
                 self.precond_vectors = tracked(result)
             metrics["hessian/precond_lambda_max"] = float(result.eigenvalues[0])
             metrics["hessian/precond_matvecs"] = float(result.n_matvec)
+            metrics["hessian/precond_certified"] = float(
+                result.certified if isinstance(result, TrackResult) else result.converged)
         return metrics
 
     def _density(self, trainer: L.Trainer, hvp) -> dict[str, float]:

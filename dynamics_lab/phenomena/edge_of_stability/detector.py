@@ -3,7 +3,8 @@ from below ("progressive sharpening") until it reaches the stability threshold (
 then hovers there while the loss, non-monotone step to step, keeps falling over the long run.
 
 Sharpness is `hessian/precond_lambda_max` when logged (Adam), else `hessian/lambda_max`; a
-sample whose eigensolver did not certify it (`hessian/certified` = 0) is dropped; the
+sample whose eigensolver did not certify it (its flag, `hessian/precond_certified` resp.
+`hessian/certified`, 0 or missing in a run that logs it) is dropped; the
 threshold is the logged `hessian/threshold` in force at each sample (it moves with a learning
 rate schedule), else it follows from the `optim` section.
   sharpening       the first sharpness sample is at most max_start_ratio x threshold (a run that
@@ -51,6 +52,9 @@ from dynamics_lab.registry import PHENOMENA
 
 SHARPNESS = ("hessian/precond_lambda_max", "hessian/lambda_max")
 THRESHOLD = "hessian/threshold"
+# The flag each sharpness column's eigensolver logs beside it.
+CERTIFIED = {"hessian/precond_lambda_max": "hessian/precond_certified",
+             "hessian/lambda_max": "hessian/certified"}
 LOSSES = ("train/batch_loss", "train/loss")
 
 
@@ -118,7 +122,7 @@ class EdgeOfStability(Detector):
             return self.undetermined(f"no stability threshold ({THRESHOLD} not logged as a "
                                      "positive number and no optim.lr)", **fields)
         steps, values = series(metrics, column)
-        certified = _certified(metrics, steps)
+        certified = _certified(metrics, column)
         fields["n_uncertified"] = int((~certified).sum())
         steps, values = steps[certified], values[certified]
         if len(values) < c.min_samples:
@@ -151,11 +155,17 @@ class EdgeOfStability(Detector):
         after = loss[loss_steps >= crossing]
         rises_after = float((np.diff(after) > 0).mean()) if len(after) > 1 else None
         above = float((window > 1).mean()) if len(window) else None
+        before = ratio[:reached]
+        total = float(ratio[reached] - ratio[0])  # the rise from the first sample to the crossing
+        jump = (float(ratio[reached] - before[-1]) / total
+                if len(before) and total > 0 else None)  # its share in the last interval
+        half = len(before) // 2
+        rose = half >= 1 and float(np.median(before[half:])) > float(np.median(before[:half]))
         fields.update(crossing_step=int(crossing), fraction_within=within,
                       n_window_samples=len(window), n_later_samples=len(later),
                       loss_change=change, above_fraction=above, rises_after=rises_after,
                       median_ratio=float(np.median(window)) if len(window) else None,
-                      picture=picture_of(crossing, above, rises_after, c))
+                      picture=picture_of(crossing, jump, above, rises_after, c))
         at = f"reached {edge} at step {format_step(crossing)}"
         if ratio[0] > c.max_start_ratio:
             return self.verdict(
@@ -187,12 +197,18 @@ class EdgeOfStability(Detector):
                                 "at the threshold (divergence)", **fields)
         # A positive verdict needs the sharpening itself; the negative ones above do not.
         if fields["picture"] == "catapult":
+            how = (f"within {c.catapult_steps} steps of the start" if crossing <= c.catapult_steps
+                   else f"{jump:.0%} of its rise in the last sampling interval")
             return self.verdict(
                 Outcome.NOT_DETECTED,
-                f"sharpness {at}, within {c.catapult_steps} steps of the start: a jump to the "
-                "edge (catapult), not progressive sharpening",
-                f"no progressive sharpening: sharpness jumped to {edge} by step "
-                f"{format_step(crossing)} (catapult)", **fields)
+                f"sharpness {at}, {how}: a jump to the edge (catapult), not progressive "
+                "sharpening", f"no progressive sharpening: sharpness jumped to {edge} by step "
+                f"{format_step(crossing)}, {how} (catapult)", **fields)
+        if len(before) >= 2 and not rose:
+            return self.verdict(
+                Outcome.NOT_DETECTED, f"sharpness {at}, but did not rise before it (median of "
+                "the later half of the samples before the crossing not above the earlier half)",
+                f"no progressive sharpening: sharpness did not rise before it {at}", **fields)
         if reached < c.min_before_crossing:
             return self.undetermined(
                 f"sharpness {at} after only {reached} samples (need {c.min_before_crossing} "
@@ -222,13 +238,16 @@ def _in_force(steps: np.ndarray, t_steps: np.ndarray, logged: np.ndarray,
     return logged[np.clip(k, 0, None)]
 
 
-def _certified(metrics: pd.DataFrame, steps: np.ndarray) -> np.ndarray:
-    """True for the sharpness samples whose eigensolver certified them (all, where the run did
-    not log `hessian/certified`)."""
-    if "hessian/certified" not in metrics:
-        return np.ones(len(steps), dtype=bool)
-    flags = metrics.dropna(subset=["hessian/certified"]).groupby("step")["hessian/certified"].last()
-    return flags.reindex(steps).fillna(1.0).to_numpy() > 0
+def _certified(metrics: pd.DataFrame, column: str) -> np.ndarray:
+    """For each finite sample of the sharpness `column` (in `series` order), whether its
+    eigensolver certified it: the flag logged in the same row (`hessian/certified`, or
+    `hessian/precond_certified` for the preconditioned sharpness). A run that logged no flag
+    has all samples certified; a sample whose flag is missing where the run logs one is not."""
+    flag = CERTIFIED.get(column)
+    rows = np.isfinite(metrics[column].to_numpy(float))
+    if flag is None or flag not in metrics:
+        return np.ones(int(rows.sum()), dtype=bool)
+    return metrics[flag].to_numpy(float)[rows] > 0
 
 
 def _still_rising(ratio: np.ndarray, reach: float) -> bool:

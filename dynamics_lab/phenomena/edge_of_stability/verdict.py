@@ -31,7 +31,7 @@ class EdgeOfStabilityConfig(NamedSection):
     # Settled just below: at most this fraction of the window's samples above the threshold and
     # the loss rising on at most `settled_max_rises` of the steps after the crossing.
     settled_max_above: float = Field(0.1, ge=0, le=1)
-    settled_max_rises: float = Field(0.02, ge=0, le=1)
+    settled_max_rises: float = Field(0.1, ge=0, le=1)
 
 
 @dataclass

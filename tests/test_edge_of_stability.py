@@ -176,6 +176,7 @@ def test_task_is_deterministic_in_its_seed():
 
 
 TINY = ["trainer.max_steps=30", "measure.hessian.every=10", "measure.hessian.log_spaced=false",
+        "measure.hessian.also_every=null",
         "trainer.eval_every=10",
         "task.n_train=64", "task.n_val=16", "model.width=16"]
 

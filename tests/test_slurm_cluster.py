@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.skipif(NO_SLURM is not None, reason
 # steps, so a task cancelled mid-run has a checkpoint to resume from and steps left to train.
 STEPS = 3000
 RUN = ["task.p=23", "model.embed_dim=8", "model.width=32", f"trainer.max_steps={STEPS}",
-       "trainer.eval_every=100", "trainer.log_every=100", "trainer.checkpoint_every=100"]
+       "trainer.eval_every=100", "trainer.log_every=100", "trainer.checkpoint_every=100",
+       "sweep.seeds=[0]"]
 GRID = "sweep.grid={optim.weight_decay: [0.0, 1.0], task.train_fraction: [0.4, 0.5]}"
 QUEUED = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED"}
 

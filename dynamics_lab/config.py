@@ -75,12 +75,27 @@ class SlurmConfig(Section):
     additional: dict[str, Any] = Field(default_factory=dict)  # more sbatch options (account, qos)
 
 
+class WandbSearchConfig(Section):
+    """The W&B sweep of `--launcher wandb` (checked in sweep/wandb_sweep.py): the search method,
+    W&B parameter specs beside the grid (dotted key -> {min, max, distribution} or {values}),
+    the metric it optimizes (default: the phenomenon's key metric) and early termination."""
+
+    method: Literal["grid", "random", "bayes"] = "grid"
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    metric: str | None = None
+    goal: Literal["minimize", "maximize"] | None = None
+    early_terminate: dict[str, Any] | None = None  # e.g. {type: hyperband, min_iter: 3}
+    run_cap: PositiveInt | None = None
+
+
 class SweepConfig(Section):
-    """A grid of dotted keys -> values, crossed with seeds; `slurm` configures that launcher."""
+    """A grid of dotted keys -> values, crossed with seeds; `slurm` and `wandb` configure those
+    launchers."""
 
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
+    wandb: WandbSearchConfig = Field(default_factory=WandbSearchConfig)
     max_runs: PositiveInt = 1000  # a bigger grid x seeds is refused (a range typed too long)
 
     @model_validator(mode="after")

@@ -255,10 +255,11 @@ def agent_run(
     profile: str = typer.Option("quick"),
     overrides: list[str] = typer.Option([], "--set"),
 ) -> None:
-    """What a W&B agent runs: the run of this sweep that wandb.config names."""
+    """What a W&B agent runs: the run of this sweep that wandb.config names (made when a random
+    or Bayes search sampled values no run has)."""
     from dynamics_lab.config import load_experiment
     from dynamics_lab.schema import ConfigError
-    from dynamics_lab.sweep import wandb_sweep
+    from dynamics_lab.sweep import wandb_runs, wandb_sweep
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
     from dynamics_lab.train.worker import run_one
 
@@ -267,12 +268,14 @@ def agent_run(
         fail("wandb.config is empty: agent-run is started by `wandb agent` (see wandb_sweep.yaml)")
     try:
         config = load_experiment(experiment, profile, overrides)
-        run_dir = wandb_sweep.find_run(config, sweep_dir, params)
+        run_dir, refused = wandb_runs.find_run(config, sweep_dir, params)
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
+    if refused:  # recorded in the run dir as a failed run
+        fail(f"{run_dir.name}: {refused}", code=1)
     wandb_sweep.attach_config(RunDir(run_dir).config())
     status = run_one(run_dir, echo=echo)
-    raise typer.Exit(0 if status.finished else 1)
+    raise typer.Exit(wandb_runs.exit_code(run_dir, status))
 
 
 def print_summary(sweep_dir: Path, unrecoverable: dict[Path, str],

@@ -106,6 +106,10 @@ def plan(request: RunRequest) -> Plan:
 
         cluster_of(config.sweep.slurm)  # no Slurm here: say so before writing anything
     specs = expand(config) if sweep else [single(config)]
+    if request.launcher == "wandb" and sweep:  # a random or Bayes search: agents make its runs
+        from dynamics_lab.sweep.wandb_sweep import prepared
+
+        specs = prepared(config, specs, resuming=request.resume_sweep is not None)
     if request.dry_run:
         sweep_dir = request.resume_sweep or ((request.out or default_runs_root())
                                              / safe_component(config.name, "experiment name")

@@ -82,9 +82,11 @@ def test_cli_ensemble_writes_one_run_dir_per_member(runs_root, tiny_overrides):
     assert manifest["launches"][0]["jobs"][0]["runs"] == ["seed=5", "seed=6"]
 
 
-def test_measurements_in_an_ensemble_are_a_clear_error(runs_root):
-    result = CliRunner().invoke(app, ["run", "grokking", "--ensemble", "2",
-                                      "--set", "measure.hessian={every: 10}"])
-    assert result.exit_code == 2
-    assert "does not run measurements" in result.output and "hessian" in result.output
-    assert not runs_root.exists()
+def test_cli_ensemble_measures_every_member(runs_root, tiny_overrides):
+    sets = [x for o in tiny_overrides for x in ("--set", o)]
+    result = CliRunner().invoke(app, ["run", "grokking", "--ensemble", "2", *sets,
+                                      "--set", "measure.hessian={every: 10, probe_size: 64}"])
+    assert result.exit_code == 0, result.output
+    for member in sorted(p.parent for p in runs_root.rglob("meta.json")):
+        sharpness = pd.read_csv(member / "metrics.csv")["hessian/lambda_max"]
+        assert sharpness.notna().sum() == 5 and (sharpness.dropna() > 0).all()

@@ -164,12 +164,17 @@ class HessianSpectrum(Measurement):
     @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:
-        c = self.config
         loss_fn = self.loss(pl_module)
         # A fresh operator per measurement, released on exit (see the module docstring).
-        with hessian_vector_product(model, loss_fn, self.probe, chunk_size=c.chunk_size,
-                                    method=c.hvp_method, seed=c.probe_seed) as hvp:
+        with self.operator(model, loss_fn) as hvp:
             return self._measure_with(trainer, model, loss_fn, hvp)
+
+    def operator(self, model: nn.Module, loss_fn: Callable):
+        """The Hessian-vector product every solver of one measurement shares (an ensemble
+        hands each member one that meets the others' in a batched pass)."""
+        c = self.config
+        return hessian_vector_product(model, loss_fn, self.probe, chunk_size=c.chunk_size,
+                                      method=c.hvp_method, seed=c.probe_seed)
 
     def _measure_with(self, trainer: L.Trainer, model: nn.Module, loss_fn: Callable,
                       hvp) -> dict[str, float]:

@@ -1,10 +1,14 @@
-"""`--ensemble K`: runs that differ only in seed or weight decay, trained as one vectorized model.
+"""`--ensemble K`: runs that differ only in values that keep tensor shapes, trained as one
+vectorized model.
 
 Each member keeps its own run directory (config, meta, metrics.csv, verdict) and ends up with
 the metrics K separate runs would log, up to float rounding: it is built with the same seeding
-as a single run (seed_everything(seed), then task, then model) and draws its own minibatch
-order. Not supported inside an ensemble: measurement callbacks (a clear error), mid-run
-checkpoints (a killed ensemble restarts its members), W&B logging (members log locally).
+as a single run (seed_everything(seed), then task, then model), draws its own minibatch order and
+runs its own copy of every measurement (`ensemble_measure.py`). Members may differ in `VARYING`:
+the seed, the weight decay, the initial scale, and the step size for the SGD family (whose
+update is linear in the gradient); everything else, the data included, is shared.
+Not supported inside an ensemble: mid-run checkpoints (a killed ensemble restarts its members),
+W&B logging (members log locally).
 """
 
 from __future__ import annotations
@@ -17,21 +21,41 @@ from dynamics_lab.schema import ConfigError
 from dynamics_lab.tracking.rundir import RunDir
 from dynamics_lab.train.lifecycle import Lifecycle, RunResult
 
-VARYING = ("seed", "optim.weight_decay")  # what may differ between members of one ensemble
+# What may differ between members of one ensemble. `model.init_scale` scales the initial
+# weights only (every house model); a step size only where the update is linear in it.
+VARYING = ("seed", "optim.weight_decay", "optim.lr", "model.init_scale")
+LINEAR_IN_LR = ("sgd", "gd")
+# Callback hooks an ensemble forwards to each member's measurements; one that overrides any
+# other hook would see the stacked model, not a member.
+MEMBER_HOOKS = ("on_fit_start", "on_train_batch_start", "on_train_batch_end", "on_train_end",
+                "state_dict", "load_state_dict", "state_key")
 
 
 def check_ensemble(config: ExperimentConfig) -> None:
-    """Fail before anything is written when the config asks for what ensembles do not do."""
-    if config.measure:
-        names = ", ".join(config.measure)
-        raise ConfigError(f"--ensemble does not run measurements (configured: {names}); drop "
-                          f"them with --set measure.NAME=null, or run without --ensemble")
+    """Fail before anything is written when a measurement cannot run per member (one line)."""
+    import lightning as L
+
+    from dynamics_lab.measure.base import Measurement
+    from dynamics_lab.registry import MEASUREMENTS
+
+    for name, section in config.measure.items():
+        cls = MEASUREMENTS.get(section.name)
+        hooks = [h for h in dir(L.Callback) if h.startswith("on_") and h not in MEMBER_HOOKS
+                 and getattr(cls, h, None) is not getattr(L.Callback, h)]
+        if not (isinstance(cls, type) and issubclass(cls, Measurement)) or hooks:
+            why = f"it overrides {', '.join(hooks)}" if hooks else "it is not a Measurement"
+            raise ConfigError(f"measurement '{name}' cannot run per ensemble member ({why}, "
+                              "which would see the stacked model); drop it with --set "
+                              f"measure.{name}=null, or run without --ensemble")
 
 
 def group_key(config: dict) -> str:
     """Runs with equal keys can share an ensemble: everything but VARYING (and bookkeeping)."""
     data = {k: v for k, v in config.items() if k not in ("seed", "sweep", "logging")}
-    data["optim"] = {k: v for k, v in config.get("optim", {}).items() if k != "weight_decay"}
+    optim = config.get("optim", {})
+    shared = ("weight_decay", "lr") if optim.get("name") in LINEAR_IN_LR else ("weight_decay",)
+    data["optim"] = {k: v for k, v in optim.items() if k not in shared}
+    data["model"] = {k: v for k, v in config.get("model", {}).items() if k != "init_scale"}
     return json.dumps(data, sort_keys=True, default=str)
 
 
@@ -98,8 +122,9 @@ def execute_ensemble(runs: list[RunDir], echo=print) -> list[RunResult]:
 
     from dynamics_lab.tasks.base import TensorTask
     from dynamics_lab.tracking.metrics import LocalMetricsLogger
+    from dynamics_lab.train.ensemble_measure import EnsembleMeasurements
     from dynamics_lab.train.ensemble_module import EnsembleModule
-    from dynamics_lab.train.runner import trainer_settings
+    from dynamics_lab.train.runner import build_measurements, trainer_settings
 
     members = {"size": len(runs), "members": [r.path.name for r in runs]}
     with Lifecycle(runs, ensemble=members) as life:
@@ -113,12 +138,17 @@ def execute_ensemble(runs: list[RunDir], echo=print) -> list[RunResult]:
         tasks, models = build_members(life.configs)
         shared = (first.trainer.batch_size is None
                   and type(tasks[0]).train_dataloader is TensorTask.train_dataloader)
-        module = EnsembleModule(models, tasks[0].spec.loss, first.optim,
-                                [c.optim.weight_decay for c in life.configs],
-                                [[LocalMetricsLogger(r.path)] for r in runs],
-                                first.trainer.log_every, shared)
+        loggers = [[LocalMetricsLogger(r.path)] for r in runs]
+        module = EnsembleModule(models, tasks[0].spec.loss, [c.optim for c in life.configs],
+                                loggers, first.trainer.log_every, shared)
+        callbacks = []
+        if first.measure:
+            callbacks.append(EnsembleMeasurements(
+                [build_measurements(c) for c in life.configs], tasks, loggers,
+                [str(r.path) for r in runs],
+                lambda step: [module.member_hyper(m) for m in range(module.size)]))
         trainer = L.Trainer(**trainer_settings(first, device), logger=False,
-                            default_root_dir=runs[0].path)
+                            callbacks=callbacks, default_root_dir=runs[0].path)
         trainer.fit(module, datamodule=ensemble_data(tasks, shared))
         life.ended(module.diverged)
     return life.results

@@ -32,9 +32,9 @@ from dynamics_lab.train.steps import MAX_FUSED, FusedSteps
 class EnsembleModule(FusedSteps):
     """Trains `models` (same architecture) side by side; `member_loggers[m]` gets member m."""
 
-    def __init__(self, models: list[nn.Module], loss: str, optim: OptimConfig,
-                 weight_decays: list[float], member_loggers: list[list], log_every: int = 10,
-                 shared_batch: bool = True, max_fused: int = MAX_FUSED):
+    def __init__(self, models: list[nn.Module], loss: str, optims: list[OptimConfig],
+                 member_loggers: list[list], log_every: int = 10, shared_batch: bool = True,
+                 max_fused: int = MAX_FUSED):
         super().__init__(max_fused)
         params, buffers = stack_module_state(models)
         self.param_names, self.buffer_names = list(params), list(buffers)
@@ -45,13 +45,12 @@ class EnsembleModule(FusedSteps):
         self.skeleton = (copy.deepcopy(models[0]).to("meta"),)
         self.size = len(models)
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
-        same_decay = len(set(weight_decays)) == 1
-        self.optim_config = optim.model_copy(update={"weight_decay": weight_decays[0]
-                                                     if same_decay else 0.0})
-        self.member_decay = None if same_decay else torch.tensor(weight_decays, dtype=torch.float64)
+        self.member_optims = optims
+        self.optim_config, self.member_decay, self.member_lr = member_hyperparameters(optims)
         self.member_loggers = member_loggers
         self.log_every, self.shared_batch = log_every, shared_batch
         self.diverged = [False] * self.size
+        self.lrs = [o.lr for o in optims]  # each member's step size now (what its optimizer holds)
         self._sums = EvalSums()
 
     def _state(self) -> tuple[dict, dict]:
@@ -74,6 +73,8 @@ class EnsembleModule(FusedSteps):
 
     def step_loss(self, batch, step: int) -> torch.Tensor | None:
         apply_schedule(self.trainer, self.optim_config, step)
+        self.lrs = [o.lr_at(step) if o.scheduled else lr for o, lr in zip(self.member_optims,
+                                                                           self.lrs)]
         x, y = batch
         out = self(x, shared=self.shared_batch)
         losses = vmap(self.loss_fn, in_dims=(0, None if self.shared_batch else 0))(out, y)
@@ -85,7 +86,7 @@ class EnsembleModule(FusedSteps):
                     self.diverged[m] = True
                 else:
                     self.log_member(m, {"train/batch_loss": value,
-                                        **scheduled_lr(self.optim_config, step)})
+                                        **scheduled_lr(self.member_optims[m], step)})
         alive = torch.tensor([not d for d in self.diverged], device=losses.device)
         if not alive.any():
             self.trainer.should_stop = True
@@ -94,17 +95,26 @@ class EnsembleModule(FusedSteps):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Per-member weight decay, where torch's optimizers apply theirs: decoupled for AdamW
-        # (p *= 1 - lr * wd, before the update), added to the gradient otherwise.
-        if self.member_decay is None:
+        # (p *= 1 - lr * wd, before the update), added to the gradient otherwise. Per-member
+        # step sizes (SGD family, whose update is linear in the gradient): the optimizer steps
+        # with lr 1 on gradients scaled by each member's lr.
+        if self.member_decay is None and self.member_lr is None:
             return
-        lr = self.optim_config.lr_at(self.global_step)
+        step = self.global_step
         with torch.no_grad():
             for p in self.stacked:
-                decay = self.member_decay.to(p.device).view(-1, *([1] * (p.dim() - 1)))
-                if self.optim_config.name == "adamw":
-                    p.mul_((1 - lr * decay).to(p.dtype))
-                elif p.grad is not None:
-                    p.grad.add_(p * decay.to(p.dtype))
+                shape = (-1, *([1] * (p.dim() - 1)))
+                if self.member_decay is not None:
+                    decay = self.member_decay.to(p.device).view(shape)
+                    if self.optim_config.name == "adamw":
+                        lr = self.optim_config.lr_at(step)
+                        p.mul_((1 - lr * decay).to(p.dtype))
+                    elif p.grad is not None:
+                        p.grad.add_(p * decay.to(p.dtype))
+                if self.member_lr is not None and p.grad is not None:
+                    lrs = torch.tensor([o.lr_at(step) for o in self.member_optims],
+                                       dtype=torch.float64)
+                    p.grad.mul_(lrs.to(p.device, p.dtype).view(shape))
 
     def on_validation_epoch_start(self) -> None:
         self._sums = EvalSums()
@@ -141,5 +151,28 @@ class EnsembleModule(FusedSteps):
         params, buffers = self._state()
         return {name: t[member].detach() for name, t in {**params, **buffers}.items()}
 
+    def member_hyper(self, member: int) -> dict[str, float]:
+        """The optimizer values that are member `member`'s own: its step size now and its
+        weight decay (what its optimizer in a separate run would hold)."""
+        return {"lr": self.lrs[member], "weight_decay": self.member_optims[member].weight_decay}
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.stacked.parameters(), self.optim_config)
+
+
+def member_hyperparameters(optims: list[OptimConfig]) -> tuple[OptimConfig, torch.Tensor | None,
+                                                               bool | None]:
+    """The stacked optimizer's config, and what is applied per member by hand: a weight decay
+    tensor where members differ in it (or in step size), and whether step sizes differ."""
+    first = optims[0]
+    same_lr = len({o.lr for o in optims}) == 1
+    if not same_lr and first.name not in ("sgd", "gd"):
+        raise ValueError(f"members of an ensemble may differ in optim.lr only with sgd or gd "
+                         f"(an update linear in the gradient), not {first.name}")
+    same_decay = len({o.weight_decay for o in optims}) == 1 and same_lr
+    update: dict = {} if same_decay else {"weight_decay": 0.0}
+    if not same_lr:  # the schedule is applied per member; the stacked optimizer keeps lr 1
+        update.update(lr=1.0, warmup_steps=0, decay_steps=[])
+    decay = None if same_decay else torch.tensor([o.weight_decay for o in optims],
+                                                 dtype=torch.float64)
+    return first.model_copy(update=update), decay, None if same_lr else True

@@ -159,7 +159,7 @@ def write_sweep(config: ExperimentConfig, sweep_dir: Path, experiment: str,
     spec = sweep_spec(config, sweep_dir, experiment, overrides)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     if spec["method"] != "grid":
-        record_search(sweep_dir, spec)
+        record_search(sweep_dir, config)
     entity = f"{config.logging.entity}/" if config.logging.entity else ""
     return [f"wrote {path} ({spec['method']} search); start the sweep and its agents with:",
             f"  wandb sweep --project {config.logging.project} {path}",

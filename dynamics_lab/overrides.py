@@ -1,4 +1,7 @@
-"""Raw experiment dicts before validation: profiles merged in, dotted `KEY=VALUE` overrides set."""
+"""Raw experiment dicts before validation: profiles merged in, dotted `KEY=VALUE` overrides set.
+
+Not OmegaConf: it would add a package (and its parser runtime) for three rules it lacks (a new
+`name` drops the old class's keys, `measure.X=null` removes X, sweep grid keys stay dotted)."""
 
 from __future__ import annotations
 

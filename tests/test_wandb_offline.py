@@ -42,3 +42,16 @@ def test_no_wandb_flag_keeps_it_off(offline, tmp_path, tiny_overrides):
     assert result.exit_code == 0
     meta = json.loads(next((tmp_path / "runs").rglob("meta.json")).read_text())
     assert "wandb_id" not in meta
+
+
+def test_a_netrc_login_counts_for_the_host_wandb_talks_to(offline, tmp_path, monkeypatch):
+    from dynamics_lab.tracking.wandb import has_login
+
+    home = tmp_path / "home"
+    home.mkdir()
+    assert not has_login()
+    (home / ".netrc").write_text("machine wandb.example.org\n  login user\n  password k\n")
+    (home / ".netrc").chmod(0o600)
+    assert not has_login()  # a login for another host is not a W&B login
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    assert has_login()

@@ -8,6 +8,9 @@ process group: Ctrl-C at the terminal reaches this process alone, which then sto
 Workers run the installed dynamics_lab, never a `dynamics_lab/` folder in the current directory
 (a checkout, an old copy): the interpreter starts with `-P` and PYTHONSAFEPATH=1, which keep the
 current directory off `sys.path` (Python 3.11+; older ones drop it in a one-line bootstrap).
+
+The pool is concurrent.futures; not submitit's LocalExecutor, which starts every submitted job
+at once (no worker limit, no GPU per slot) under a time limit, with its state in its own folder.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 The file holds the holder's pid and host. A lock whose holder is gone is stale and taken over:
 on this host, when that pid is no longer alive; from another host (where the pid cannot be
 checked), when its holder stopped refreshing it for LEASE_S seconds.
+
+Not filelock: its flock locks fail on cluster filesystems mounted without flock, and its marker
+locks take over a dead holder on another host only by age; this one takes over a dead pid's lock at
+once, a silent host's after its lease, and says who holds it.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ every tenth of the run or every 30 s, whichever comes first, and nothing for run
 couple of seconds. Its per-step cost is one integer comparison: it looks at the clock only every
 so many steps, a count re-estimated from the recent step rate (about four looks a second, and at
 least one per 0.5% of the run).
+
+Not Lightning's TQDM or Rich progress bar: both refresh a bar from every step's hooks, write
+carriage returns or nothing into a log file, and keep no progress.json for a sweep to read.
 """
 
 from __future__ import annotations

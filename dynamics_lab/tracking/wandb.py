@@ -10,16 +10,21 @@ import netrc
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from dynamics_lab.tracking.rundir import Status
 
 
 def has_login() -> bool:
-    """True when a W&B API key is in the environment or ~/.netrc (no network, no import)."""
+    """True when a W&B API key is in the environment or ~/.netrc for the W&B host.
+
+    The stdlib's netrc reads the file `wandb login` writes; asking wandb itself would import it
+    (about a second) in commands that only decide whether to turn W&B on."""
     if os.environ.get("WANDB_API_KEY"):
         return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
+        return netrc.netrc().authenticators(host or "api.wandb.ai") is not None
     except (OSError, netrc.NetrcParseError):
         return False
 

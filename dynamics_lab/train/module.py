@@ -26,7 +26,12 @@ def build_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
 
 
 def apply_schedule(trainer, config: OptimConfig, step: int) -> None:
-    """Set the step size of the coming update from the config's schedule (when it has one)."""
+    """Set the step size of the coming update from the config's schedule (when it has one).
+
+    Not torch.optim.lr_scheduler: the step size is derived from the step alone, so a resume (and
+    a fused block that steps the optimizer directly) needs no scheduler state or step() calls
+    kept in sync, and it is exactly the float `lr_at` gives (LambdaLR would multiply by base_lr).
+    """
     if config.scheduled:
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:

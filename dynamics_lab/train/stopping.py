@@ -1,5 +1,9 @@
 """Ctrl-C, SIGTERM and SIGHUP while runs train (a scancel or a Slurm time limit sends SIGTERM, a
-closed terminal SIGHUP): stop where a checkpoint can be written, or at once."""
+closed terminal SIGHUP): stop where a checkpoint can be written, or at once.
+
+Lightning's own handling does not serve: its SIGTERM handler stops at the end of a step without a
+checkpoint (`trainer.received_sigterm`, then SystemExit), Ctrl-C becomes `sys.exit(1)` after
+`on_exception`, and SIGHUP is not handled."""
 
 from __future__ import annotations
 

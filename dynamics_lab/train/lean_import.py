@@ -7,6 +7,9 @@ packages (`lightning_utilities`' `package_available` and `RequirementCache`) ans
 afterwards every probe answers truthfully again, and scipy or matplotlib import as usual
 wherever a caller needs them. A process that has already imported Lightning is left as it is;
 `DYNLAB_FULL_IMPORTS=1` turns this off.
+
+There is no public switch for these probes; pyproject.toml bounds lightning-utilities to the
+tested release and tests/test_lightning_internals.py names a probe that moved.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ Callbacks that watch every step's backward pass or optimizer step, or other call
 per-batch hooks that say nothing of when they look, get one step per Lightning step (and
 Lightning's own backward and optimizer-step hooks). A callback may instead define
 `observes(step) -> bool`: the steps after which it must see the trainer.
+
+No public Lightning hook advances the loop's counters or prepares a batch outside its loop, so
+`StepPlan` and `prepared` use Lightning internals (`_batches_that_stepped`,
+`_on_before_batch_transfer`): pyproject.toml bounds Lightning to the tested release and
+tests/test_lightning_internals.py fails naming the attribute that moved.
 """
 
 from __future__ import annotations

@@ -136,6 +136,20 @@ def test_sweep_progress_counts_steps_of_running_and_ended_runs(tmp_path):
     assert tasks["sweep: 1/2 runs (1 worker(s))"].completed == 100 + 50
 
 
+def test_a_sweep_piped_to_a_file_prints_plain_unwrapped_lines(tmp_path, capsys):
+    name = "lr=0.001__weight_decay=1.0__train_fraction=0.45__seed=123456789__" + "x" * 60
+    run = prepared_run(tmp_path / name)
+    with SweepProgress([[run.path]], workers=1) as sweep:  # stdout is no terminal here (Slurm)
+        sweep.started([run.path])
+        sweep.done(run.path, Status.COMPLETED)
+        sweep.heartbeat(sweep.t0 + 31)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    lines = out.splitlines()
+    assert any(line == f"  {name}: completed  " for line in lines), lines  # one line, > 80 cols
+    assert any(line.startswith("sweep: 1/1 runs done, 0 running, 100/100 steps") for line in lines)
+
+
 def test_show_on_a_running_run_gives_its_step_and_eta(tmp_path):
     run = prepared_run(tmp_path / "run")
     write_json(run.progress_path, {"step": 30, "max_steps": 100, "eta_s": 60.0})

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.labels import WORDS as WORDS
+from dynamics_lab.phenomena.labels import words
 
 
 @dataclass(frozen=True)
@@ -91,27 +93,11 @@ def save(fig, path: Path) -> Path:
     return paths[0]
 
 
-WORDS = {  # config keys and metric names as axis labels, with units where they have one
-    "step": "training step", "optim.lr": "learning rate", "optim.weight_decay": "weight decay",
-    "task.train_fraction": "training fraction of all pairs", "task.p": "modulus p",
-    "model.width": "width (units)", "model.depth": "depth (layers)", "seed": "seed",
-    "model.init_scale": "initialization scale", "task.n_train": "training examples",
-    "train/acc": "training accuracy", "val/acc": "validation accuracy",
-    "train/loss": "training loss", "val/loss": "validation loss",
-    "hessian/lambda_max": "top Hessian eigenvalue (sharpness)",
-    "delay": "delay (generalization step / fit step, x)",
-}
-
-
-def words(key: str) -> str:
-    """An axis label in words: a known key's label, else its last segment with spaces."""
-    return WORDS.get(key) or key.rsplit(".", 1)[-1].rsplit("/", 1)[-1].replace("_", " ")
-
-
-def _step_marks(frame: pd.DataFrame) -> list[tuple[str, float]]:
-    """(label, step) of the verdict's key steps (fields named *_step with a number)."""
+def step_marks(verdict) -> list[tuple[str, float]]:
+    """(label, step) of a verdict's key steps (fields named *_step with a number), from its
+    fields or a table row."""
     marks = []
-    for key, value in (frame.attrs.get("verdict") or {}).items():
+    for key, value in dict(verdict if verdict is not None else {}).items():
         if (str(key).endswith("_step") and isinstance(value, numbers.Real)
                 and not isinstance(value, bool) and np.isfinite(value)):
             marks.append((str(key)[:-5].replace("_", " "), float(value)))
@@ -165,7 +151,8 @@ def curves(runs: dict[str, pd.DataFrame], columns: Sequence[tuple[str, str]], pa
                 ax.fill_between(steps, np.clip(low, seen.min(), seen.max()),
                                 np.clip(high, seen.min(), seen.max()), color=color, alpha=0.2,
                                 lw=0)
-        for (label, step), style in zip(_step_marks(frame), ("--", ":", "-.", "--")):
+        marks = step_marks(frame.attrs.get("verdict"))
+        for (label, step), style in zip(marks, ("--", ":", "-.", "--")):
             ax.axvline(step, color="0.3", lw=0.9, ls=style, label=f"{label} step {step:,.0f}")
         positive = frame["step"][frame["step"] > 0] if "step" in frame else []
         if logx and len(positive):  # log steps, linear below the first step after 0

@@ -1,5 +1,6 @@
 """Edge-of-stability figure in the style of Cohen et al. (2021), Figure 1: sharpness against step
-for each step size with its dashed 2/eta line in the same colour, train loss beneath."""
+for each step size with its dashed 2/eta line in the same colour, train loss beneath; each curve
+the mean over its seeds with a 95% band, the lowest seed's crossing steps marked."""
 
 from __future__ import annotations
 
@@ -9,24 +10,17 @@ import pandas as pd
 
 from dynamics_lab.phenomena.curves import first_column
 from dynamics_lab.phenomena.edge_of_stability.detector import LOSSES, SHARPNESS, THRESHOLD
+from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
+from dynamics_lab.phenomena.sweep_view import Run
 
 LR = "optim.lr"
-Run = tuple[str, pd.Series, pd.DataFrame]  # label, summary-table row, metrics
 
 
 def eos_runs(view) -> list[Run]:
     """(label, table row, metrics) per step size, lowest seed, other swept keys at their middle."""
-    table = view.centre([LR])
-    if LR in table:
-        table = table.sort_values(LR)
-    runs = []
-    for _, row in table.iterrows():
-        frame = view.metrics(row["run_id"])
-        if frame is not None:
-            label = f"eta={row[LR]:g}" if LR in row else row["run_id"]
-            runs.append((label, row, frame))
-    return runs
+    return [(f"eta={row[LR]:g}" if LR in row else name, row, frame)
+            for name, row, frame in view.runs(view.centre([LR]), by=LR)]
 
 
 def _column(frame: pd.DataFrame, column: str | None) -> pd.DataFrame:
@@ -41,39 +35,41 @@ def threshold_of(row: pd.Series, frame: pd.DataFrame) -> float | None:
     return float(value) if value is not None and pd.notna(value) else None
 
 
-def sharpness_figure(runs: list[Run], path: Path) -> Path:
+def sharpness_figure(view, runs: list[Run], path: Path) -> Path:
     plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
     palette = colors()
-    preconditioned = False
-    for i, (label, row, frame) in enumerate(runs):
+    preconditioned, counts = False, []
+    for i, (name, row, frame) in enumerate(runs):
         colour = palette[i % len(palette)]
+        seeds = view.seeds(row) or [frame]
         column = first_column(frame, SHARPNESS)
         threshold = threshold_of(row, frame)
         if column is not None:
             preconditioned |= column == SHARPNESS[0]
-            data = _column(frame, column)
-            shown = f"{label} (threshold {threshold:.3g})" if threshold is not None else label
-            top.plot(data["step"], data[column], color=colour, lw=1.3, label=shown)
+            shown = f"{name} (threshold {threshold:.3g})" if threshold is not None else name
+            counts.append(band(top, seeds, column, colour, shown, lw=1.3))
         if threshold is not None:
             top.axhline(threshold, color=colour, ls="--", lw=1)
-        loss = _column(frame, first_column(frame, LOSSES))
-        if len(loss):
-            bottom.plot(loss["step"], loss.iloc[:, 1], color=colour, lw=1, label=label)
+        for ax in (top, bottom):
+            mark_steps(ax, row, color=colour, legend=False)
+        loss = first_column(frame, LOSSES)
+        if loss is not None:
+            band(bottom, seeds, loss, colour, name, lw=1)
     top.set_ylabel("preconditioned sharpness" if preconditioned
                    else "sharpness (top Hessian eigenvalue)")
-    top.set_title("sharpness rises to the stability threshold (dashed: 2/eta) and hovers there",
-                  fontsize=10)
     top.legend(fontsize=8)
     top.grid(alpha=0.3)
     bottom.set_yscale("log")
-    bottom.set_ylabel("train loss")
-    bottom.set_xlabel("step")
+    label(bottom, "step", "train/loss")
     bottom.grid(alpha=0.3)
+    title(fig, "sharpness rises to the stability threshold (dashed: 2/eta) and hovers there",
+          f"{view.selection(runs)}, {seeds_text(counts)}; dotted lines: the lowest seed's "
+          "verdict steps (crossing)", fontsize=9)
     return save(fig, path)
 
 
 def write_figures(view) -> list[Path]:
     runs = eos_runs(view)
-    return [sharpness_figure(runs, view.out / "sharpness.png")] if runs else []
+    return [sharpness_figure(view, runs, view.out / "sharpness.png")] if runs else []

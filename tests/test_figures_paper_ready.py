@@ -1,0 +1,113 @@
+"""Every phenomenon's report figures, drawn from synthetic sweeps (no training): axes labelled in
+words (no config key or metric name shows raw), the verdict's key steps marked on curves over
+steps, seed bands where a grid point has several seeds, and a title that names which runs it
+shows (a selection of grid points, or every run)."""
+
+import importlib
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PolyCollection
+
+from dynamics_lab.phenomena.sweep_view import SweepView
+
+STEPS = np.arange(0, 410, 10)
+SELECTION = re.compile(r"grid points?|every run")
+
+
+def sigmoid(at: float, width: float = 20.0) -> np.ndarray:
+    return 1 / (1 + np.exp(-(STEPS - at) / width))
+
+
+def view_of(tmp_path, table: pd.DataFrame, axes: list[str], metrics, configs=None) -> SweepView:
+    """A SweepView over `table`, each run's metrics from `metrics(row)` (with seed noise)."""
+    table = table.reset_index(drop=True)
+    table["run_id"] = [f"run{i}" for i in range(len(table))]
+    rows = {r["run_id"]: r for _, r in table.iterrows()}
+
+    def load(run_id):
+        row = rows[run_id]
+        frame = pd.DataFrame({"step": STEPS, **metrics(row)})
+        noise = np.random.default_rng(int(row.get("seed", 0))).normal(0, 0.01, len(STEPS))
+        for column in frame.columns[1:]:
+            frame[column] = frame[column] * (1 + noise)
+        return frame
+
+    return SweepView(table, axes, tmp_path, load, lambda run_id: (configs or {}))
+
+
+def grid(axes: dict, seeds=(0, 1, 2), **verdict) -> pd.DataFrame:
+    points = pd.MultiIndex.from_product([*axes.values(), seeds], names=[*axes, "seed"])
+    return pd.DataFrame(index=points).reset_index().assign(outcome="detected", **verdict)
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """name -> the figures a phenomenon's write_figures drew, kept open."""
+    def draw(name: str, view: SweepView) -> list:
+        module = importlib.import_module(f"dynamics_lab.phenomena.{name}.figures")
+        figures = []
+        for mod in {module, *(importlib.import_module(m) for m in (
+                "dynamics_lab.phenomena.edge_of_stability.figures",
+                "dynamics_lab.phenomena.stepwise.figures",
+                "dynamics_lab.phenomena.hidden_progress.scaling"))}:
+            monkeypatch.setattr(mod, "save", lambda fig, path: figures.append(fig) or path,
+                                raising=False)
+        module.write_figures(view)
+        assert figures, f"{name} drew no figure"
+        return figures
+    return draw
+
+
+def raw_keys(view: SweepView) -> set[str]:
+    frame = view.metrics(view.table["run_id"].iloc[0])
+    return {*view.axes, *(c for c in frame.columns if c != "step")}
+
+
+def labels_are_words(fig, raw: set[str]) -> None:
+    for ax in fig.axes:
+        for text in (ax.get_xlabel(), ax.get_ylabel()):
+            assert not any(key in text for key in raw), f"raw key in label {text!r}"
+
+
+def title_names_selection(fig) -> None:
+    title = fig._suptitle.get_text() if fig._suptitle else ""
+    assert SELECTION.search(title), f"title names no selection: {title!r}"
+
+
+def has_band(fig) -> bool:
+    return any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections)
+
+
+def marked_steps(fig) -> set[float]:
+    """x of every vertical line drawn across an axis (axvline)."""
+    found = set()
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+            if len(x) == 2 and x[0] == x[1] and list(y) == [0, 1]:
+                found.add(float(x[0]))
+    return found
+
+
+def check(figures, view, step: float | None = None, band: bool = True) -> None:
+    raw = raw_keys(view)
+    for fig in figures:
+        labels_are_words(fig, raw)
+        title_names_selection(fig)
+    curves = figures[0]
+    if band:
+        assert has_band(curves), "no seed band"
+    if step is not None:
+        assert step in marked_steps(curves), f"step {step} not marked"
+
+
+def test_edge_of_stability(tmp_path, drawn):
+    table = grid({"optim.lr": [0.01, 0.02], "optim.weight_decay": [0.0, 0.1]}, crossing_step=150)
+    view = view_of(tmp_path, table, ["optim.lr", "optim.weight_decay"], lambda r: {
+        "hessian/lambda_max": 2 / r["optim.lr"] * sigmoid(150), "train/loss": 1 - 0.5 * sigmoid(200)})
+    figures = drawn("edge_of_stability", view)
+    check(figures, view, step=150)
+    assert "2 of 4 grid points (weight decay = 0.1)" in figures[0]._suptitle.get_text()

@@ -1,11 +1,14 @@
 """Name -> class tables for tasks, models, measurements and phenomena, and plugin loading.
 
 A task, model, measurement or phenomenon registers itself with a decorator; configs refer to it
-by name, and a misspelt name fails with the valid choices and a "did you mean". Code outside the
-package joins in two ways, without editing it: an installed distribution's entry points (group
+by name, and a misspelt name fails with the valid choices and a "did you mean". The name is
+written once, in the decorator (or the entry point): registering gives the class's `Config` a
+`name` field that admits that name alone and defaults to it. Code outside the package joins in
+two ways, without editing it: an installed distribution's entry points (group
 `dynamics_lab.tasks`, `.models`, `.measurements`, `.phenomena`; the value is a module to import or
 a class to register under the entry point's name), or an experiment's `plugins:` list of module
-names and .py files (`import_plugins`).
+names, .py files and package folders (`import_plugins`; a folder as the path of its
+`__init__.py`).
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
+import typing
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -48,6 +53,35 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+_config_names: dict[type, str] = {}
+
+
+def name_config(config: type | None, name: str, kind: str) -> None:
+    """Make `name` the one value, and the default, of a registered class's `Config.name`.
+
+    A Config that declares `name` itself keeps its declaration, which must admit `name`; one
+    Config serves one registered name. Configs without a `name` field are left alone.
+    """
+    fields = getattr(config, "model_fields", None)
+    if not fields or "name" not in fields:
+        return
+    if _config_names.get(config, name) != name:
+        raise ValueError(f"{kind} '{name}': {config.__qualname__} is already the Config of "
+                         f"'{_config_names[config]}'; give each registered class its own Config")
+    declared = fields["name"].annotation
+    if "name" in inspect.get_annotations(config) and declared is not str:
+        if typing.get_origin(declared) is Literal and name not in typing.get_args(declared):
+            raise ValueError(f"{kind} '{name}': {config.__qualname__}.name admits "
+                             f"{', '.join(map(repr, typing.get_args(declared)))}, not '{name}' "
+                             "(leave the name to the registration)")
+    elif fields["name"].default != name or typing.get_origin(declared) is not Literal:
+        from pydantic.fields import FieldInfo
+
+        fields["name"] = FieldInfo(annotation=Literal[name], default=name)  # type: ignore
+        config.model_rebuild(force=True)
+    _config_names[config] = name
+
+
 class Registry(Generic[T]):
     """A table of named classes of one kind ('task', 'model', ...)."""
 
@@ -66,6 +100,7 @@ class Registry(Generic[T]):
                 taken = getattr(self._items[name], "__module__", "?")
                 raise ValueError(f"{self.kind} '{name}' is registered twice (already by "
                                  f"{taken}); register yours under another name")
+            name_config(getattr(obj, "Config", None), name, self.kind)
             self._items[name] = obj
             return obj
 
@@ -128,7 +163,8 @@ _imported_files: dict[Path, str] = {}
 
 
 def import_plugins(plugins: list[str]) -> None:
-    """Import each plugin once: a module name, or a path to a .py file (imported by path).
+    """Import each plugin once: a module name, or a path to a .py file or to a package folder's
+    `__init__.py` (imported by path).
 
     Importing is what registers the plugin's classes, so this runs before a config's named
     sections are validated, in the CLI and in every sweep worker alike.
@@ -154,8 +190,10 @@ def _import_file(path: Path) -> None:
         raise PluginError(f"plugin file not found: {path}")
     # A name unique to the path: two plugins called measures.py in different folders coexist.
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    name = f"dynlab_plugin_{path.stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    package = path.name == "__init__.py"  # a folder: its modules import as the package's own
+    name = f"dynlab_plugin_{path.parent.name if package else path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(
+        name, path, submodule_search_locations=[str(path.parent)] if package else None)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     _imported_files[path] = name

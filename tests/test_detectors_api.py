@@ -3,6 +3,7 @@ other column names), three outcomes, what each phenomenon carries (key metric, p
 imports pointing down, and verdicts across seeds in the report."""
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -14,15 +15,19 @@ import pytest
 from scipy import stats
 
 from dynamics_lab.config import load_experiment
-from dynamics_lab.phenomena import build, detect, synthetic
+from dynamics_lab.phenomena import build, detect
 from dynamics_lab.phenomena.base import Detector
+from dynamics_lab.phenomena.battery import all_cases
 from dynamics_lab.phenomena.dashboard import Panel
+from dynamics_lab.phenomena.grokking.cases import table as grokking_table
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.report.cells import format_cells, seed_cells
 from dynamics_lab.schema import ConfigError
 from dynamics_lab.sweep.wandb_sweep import sweep_spec
 
-GROKS = synthetic.grokking("grok")
+GROKS = grokking_table("grok")
+PACKAGE = Path(__file__).parents[1] / "dynamics_lab"
+PHENOMENA_DIR = PACKAGE / "phenomena"
 
 
 def test_built_like_every_plugin():
@@ -61,7 +66,7 @@ def test_a_bad_threshold_key_or_name_is_a_one_line_config_error():
 
 
 def test_verdicts_have_three_outcomes_and_detected_only_for_detected():
-    cases = {"detected": GROKS, "not_detected": synthetic.grokking("spike"),
+    cases = {"detected": GROKS, "not_detected": grokking_table("spike"),
              "undetermined": GROKS.drop(columns=["val/acc"])}
     for expected, frame in cases.items():
         d = detect("grokking", frame).to_dict()
@@ -98,11 +103,42 @@ def test_phenomena_import_neither_upward_nor_matplotlib():
             "'dynamics_lab.sweep', 'dynamics_lab.train', 'dynamics_lab.config'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    root = Path(__file__).parents[1] / "dynamics_lab" / "phenomena"
-    for path in root.rglob("*.py"):
+    for path in PHENOMENA_DIR.rglob("*.py"):
         text = path.read_text()
         assert "dynamics_lab.report" not in text and "dynamics_lab.tracking" not in text, path
-        assert len(text.splitlines()) < 300, path
+
+
+BUILT_IN = sorted(p.name for p in PHENOMENA_DIR.iterdir() if (p / "__init__.py").is_file())
+
+
+def test_the_built_in_phenomena_are_the_folders_and_every_folder_is_registered():
+    registered = {name: PHENOMENA.get(name).__module__.split(".") for name in PHENOMENA.names()}
+    folders = {name: parts[2] for name, parts in registered.items()
+               if parts[:2] == ["dynamics_lab", "phenomena"]}
+    assert sorted(set(folders.values())) == BUILT_IN
+    assert all(folder == name for name, folder in folders.items())
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_each_phenomenon_folder_is_self_contained(name):
+    """Adding a phenomenon is its folder (and an experiment YAML): the battery finds its cases
+    through the registry, and no code outside phenomenon folders names it. A phenomenon may build
+    on another one's detector (eos_quadratic on edge_of_stability): that import is in the
+    derived folder, so the base stays one folder that nothing shared knows of."""
+    cases = PHENOMENA.get(name).cases()
+    assert cases and {c.phenomenon for c in cases} == {name}
+    assert (PHENOMENA_DIR / name / "cases.py").is_file()
+    assert [c.id for c in all_cases([name])] == [c.id for c in cases]
+    assert {c.id for c in cases} <= {c.id for c in all_cases()}
+    pattern = re.compile(rf"phenomena[./]{name}\b")
+    naming = []
+    for path in PACKAGE.rglob("*.py"):
+        inside = path.relative_to(PHENOMENA_DIR).parts if PHENOMENA_DIR in path.parents else ()
+        if len(inside) > 1 and inside[0] in BUILT_IN:
+            continue  # a phenomenon folder: its own, or one that builds on this one
+        naming += [f"{path.relative_to(PACKAGE.parent)}:{i}" for i, line in
+                   enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not naming, f"{name} is named outside its folder: {naming}"
 
 
 def test_verdicts_across_seeds_count_outcomes_and_give_t_intervals():

@@ -1,24 +1,31 @@
 """Detectors on damaged tables give the verdict of the clean table, field for field; what they
-say about diverged runs and the look-alikes of phenomena/hostile.py; and the table reading that
+say about diverged runs and the look-alikes in the phenomena's cases.py; and the table reading that
 makes that so (phenomena/base.normalise, curves.diverged_at)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dynamics_lab.phenomena import detect, hostile
-from dynamics_lab.phenomena import synthetic as syn
+from dynamics_lab.phenomena import detect
 from dynamics_lab.phenomena.base import normalise
+from dynamics_lab.phenomena.battery import damaged, diverged
 from dynamics_lab.phenomena.curves import diverged_at
+from dynamics_lab.phenomena.edge_of_stability import cases as eos
+from dynamics_lab.phenomena.grokking import cases as grokking
+from dynamics_lab.phenomena.hidden_progress import cases as hidden_progress
+from dynamics_lab.phenomena.lazy_rich import cases as lazy_rich
+from dynamics_lab.phenomena.scaling_law import cases as scaling_law
+from dynamics_lab.phenomena.stepwise import cases as stepwise
+from dynamics_lab.phenomena.xor import cases as xor
 
 CLEAN = {
-    "grokking": lambda: (syn.grokking(), {}),
-    "edge_of_stability": lambda: (syn.edge_of_stability(), hostile.GD),
-    "stepwise": lambda: (syn.stepwise(), hostile.STEPWISE),
-    "hidden_progress": lambda: (syn.hidden_progress(), {}),
-    "lazy_rich": lambda: (syn.lazy_rich(), {}),
-    "scaling_law": lambda: syn.memory_run(0.05, 64),
-    "xor": lambda: (syn.xor(), {}),
+    "grokking": lambda: (grokking.table(), {}),
+    "edge_of_stability": lambda: (eos.table(), eos.GD),
+    "stepwise": lambda: (stepwise.table(), stepwise.STEPWISE),
+    "hidden_progress": lambda: (hidden_progress.table(), {}),
+    "lazy_rich": lambda: (lazy_rich.table(), {}),
+    "scaling_law": lambda: scaling_law.memory_run(0.05, 64),
+    "xor": lambda: (xor.table(), {}),
 }
 
 
@@ -28,11 +35,11 @@ def test_a_damaged_table_gives_the_clean_tables_verdict_field_for_field(name, ho
     frame, experiment = CLEAN[name]()
     clean = detect(name, frame, experiment).to_dict()
     assert clean["outcome"] == "detected"
-    assert detect(name, hostile.damaged(frame, how), experiment).to_dict() == clean
+    assert detect(name, damaged(frame, how), experiment).to_dict() == clean
 
 
 def test_rows_logged_twice_count_once():
-    frame = syn.grokking()
+    frame = grokking.table()
     once, twice = detect("grokking", frame), detect("grokking", pd.concat([frame, frame]))
     assert twice.delay_evals == once.delay_evals == 75  # evaluations from the fit at 200 to 1 700
 
@@ -59,30 +66,30 @@ def test_diverged_at_reads_inf_and_the_nan_that_metrics_csv_stores_as_an_empty_c
 
 
 def test_a_run_that_grokked_and_then_diverged_says_both():
-    v = detect("grokking", hostile.diverged(syn.grokking(), 3000, "nan"))
+    v = detect("grokking", diverged(grokking.table(), 3000, "nan"))
     assert v.outcome == "detected" and v.generalization_step == 1700
     assert "diverged at step 3 000" in v.reason and "diverged at step 3 000" in v.summary
 
 
 def test_a_run_that_diverged_at_the_edge_is_not_the_edge_of_stability():
-    v = detect("edge_of_stability", hostile.diverged(syn.edge_of_stability(), 2700), hostile.GD)
+    v = detect("edge_of_stability", diverged(eos.table(), 2700), eos.GD)
     assert v.outcome == "not_detected" and v.diverged_step == 2700
 
 
 def test_a_sharpness_swinging_around_the_threshold_is_named_as_such():
-    v = detect("edge_of_stability", hostile.edge_of_stability("swings"), hostile.GD)
+    v = detect("edge_of_stability", eos.altered("swings"), eos.GD)
     assert v.outcome == "not_detected" and abs(v.median_ratio - 1) < 0.1
     assert "swinging around it, not hovering" in v.reason
 
 
 def test_the_threshold_in_force_is_read_at_each_sample():
-    v = detect("edge_of_stability", hostile.edge_of_stability("decay"), hostile.GD)
+    v = detect("edge_of_stability", eos.altered("decay"), eos.GD)
     assert v.detected and v.threshold == 40 and v.crossing_step == 675
     assert "2/eta=20..40" in v.reason
 
 
 def test_grokking_on_a_binary_task_uses_the_first_val_acc_as_chance():
-    frame = hostile.grokking("binary")  # val acc 0.55 from step 0 until the rise at 1 500
+    frame = grokking.altered("binary")  # val acc 0.55 from step 0 until the rise at 1 500
     assert detect("grokking", frame).detected
     # Half-way from 0.55 to 0.95 is 0.75: val acc 0.8 at the fit is generalizing already.
     frame.loc[(frame.step > 0) & (frame.step < 1400), "val/acc"] = 0.8
@@ -91,32 +98,32 @@ def test_grokking_on_a_binary_task_uses_the_first_val_acc_as_chance():
 
 
 def test_a_fit_lost_until_generalization_counts_from_the_refit():
-    v = detect("grokking", hostile.grokking("lost"))
+    v = detect("grokking", grokking.altered("lost"))
     assert v.outcome == "not_detected" and v.fit_step >= 1440 and v.delay_ratio < 2
 
 
 def test_a_mode_learned_then_lost_is_named():
-    v = detect("stepwise", hostile._fallen(syn.stepwise()), hostile.STEPWISE)
+    v = detect("stepwise", stepwise.fallen(stepwise.table()), stepwise.STEPWISE)
     assert v.outcome == "not_detected" and v.reason.startswith("mode 1 was learned at step")
 
 
 def test_hidden_progress_needs_the_mass_on_the_plateau_and_a_lasting_drop():
-    late = syn.hidden_progress()
+    late = hidden_progress.table()
     late["features/relevant_mass_top10"] = late["features/relevant_mass_top10"].where(
         late.step >= 2000)
     v = detect("hidden_progress", late)
     assert v.outcome == "undetermined" and v.plateau_end == 1300
-    assert detect("hidden_progress", syn.hidden_progress(drop_at=3850)).outcome == "undetermined"
+    assert detect("hidden_progress", hidden_progress.table(drop_at=3850)).outcome == "undetermined"
 
 
 def test_config_values_of_the_wrong_type_do_not_crash_a_detector():
     bad = {"optim": {"name": "sgd", "lr": "fast"}, "task": {"singular_values": ["a", None]},
            "model": {"name": "deep_linear"}}
-    frame = syn.edge_of_stability().drop(columns=["hessian/threshold"])
+    frame = eos.table().drop(columns=["hessian/threshold"])
     assert detect("edge_of_stability", frame, bad).outcome == "undetermined"
-    assert detect("stepwise", syn.stepwise(), bad).outcome == "detected"
+    assert detect("stepwise", stepwise.table(), bad).outcome == "detected"
     deep = {"model": {"name": "deep_linear"}, "optim": {"name": "gd"}}  # no lr, no init_scale
-    assert detect("stepwise", syn.stepwise(), {**deep, **hostile.STEPWISE}).theory.startswith(
+    assert detect("stepwise", stepwise.table(), {**deep, **stepwise.STEPWISE}).theory.startswith(
         "none")
 
 

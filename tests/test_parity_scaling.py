@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dynamics_lab.phenomena.hidden_progress.cases import table as hidden_progress
 from dynamics_lab.phenomena.hidden_progress.figures import write_figures
 from dynamics_lab.phenomena.hidden_progress.scaling import (
     learning_step,
@@ -11,7 +12,6 @@ from dynamics_lab.phenomena.hidden_progress.scaling import (
     scaling_table,
 )
 from dynamics_lab.phenomena.sweep_view import SweepView
-from dynamics_lab.phenomena.synthetic import hidden_progress
 
 
 def test_learning_step_interpolates_the_halving_of_the_loss():

@@ -1,4 +1,5 @@
-"""README's "Writing your own" runs as written: its plugin file, experiment and commands."""
+"""README's "Writing your own" runs as written: its plugin file, its phenomenon folder (whose
+cases the shared battery finds through the registry and passes), experiment and commands."""
 
 import re
 import shlex
@@ -8,6 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
+from dynamics_lab.phenomena.battery import all_cases, outcome
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -31,10 +33,13 @@ def test_writing_your_own_runs_as_written(tmp_path, monkeypatch):
     for language, body in blocks(section("Writing your own")):
         first = body.splitlines()[0]
         if language in ("python", "yaml") and first.startswith("# "):
-            (tmp_path / first[2:].strip()).write_text(body)  # "# my_lab.py" names the file
+            path = tmp_path / first[2:].strip()  # "# my_lab.py" names the file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body)
         elif language == "":
             commands += [line.split() for line in body.splitlines() if line.startswith("dynlab ")]
-    assert (tmp_path / "my_lab.py").is_file() and (tmp_path / "my_experiment.yaml").is_file()
+    written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert written == {"my_lab.py", "fits/__init__.py", "fits/cases.py", "my_experiment.yaml"}
     assert [c[1] for c in commands] == ["run", "report"]
     for command in commands:
         result = CliRunner().invoke(app, command[1:])
@@ -48,3 +53,7 @@ def test_writing_your_own_runs_as_written(tmp_path, monkeypatch):
         assert '"phenomenon": "fits"' in verdict and '"outcome": "detected"' in verdict
     summary = pd.read_csv(tmp_path / "results" / "my_experiment" / "summary.csv")
     assert sorted(summary["model.width"]) == [16, 64] and summary["detected"].all()
+    # The phenomenon folder's cases reach the shared battery through the registry, and pass.
+    cases = all_cases(["fits"])
+    assert {c.expected for c in cases} == {"detected", "not_detected", "undetermined"}
+    assert [c.id for c in cases if outcome(c) != c.expected] == []

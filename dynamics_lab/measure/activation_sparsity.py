@@ -18,8 +18,6 @@ found within that layer).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import lightning as L
 import torch
 from pydantic import Field
@@ -34,7 +32,6 @@ KINDS = ("active_fraction", "dead_fraction", "distinct_active_fraction")
 
 
 class ActivationSparsityConfig(MeasurementConfig):
-    name: Literal["activation_sparsity"] = "activation_sparsity"
     duplicate_threshold: float = Field(0.95, gt=0, le=1)  # |corr| above this: a copy
 
 

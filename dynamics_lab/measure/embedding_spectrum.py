@@ -15,7 +15,7 @@ without them only the eigenvalues are logged.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -30,7 +30,6 @@ Modes = tuple[torch.Tensor, torch.Tensor]  # (eigenvalues (k,), eigenvectors m x
 
 
 class EmbeddingSpectrumConfig(MeasurementConfig):
-    name: Literal["embedding_spectrum"] = "embedding_spectrum"
     n_modes: int | None = Field(None, ge=1)  # modes logged; None: all an embedding can learn
 
 

@@ -26,7 +26,7 @@ Task structure is read off the datamodule by duck typing, so measure/ knows no t
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -50,7 +50,6 @@ ACTIVATION_TYPES = (*set(ACTIVATIONS.values()), nn.Sigmoid, nn.SiLU, nn.Softplus
 
 
 class FeaturesConfig(MeasurementConfig):
-    name: Literal["features"] = "features"
     probe_size: int = Field(512, ge=2)
     top_k: int = Field(5, ge=1)  # frequencies in fourier top_k_mass
     max_power_columns: int = Field(16, ge=0)  # log per-frequency power only up to this many

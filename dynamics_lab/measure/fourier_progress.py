@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -49,7 +49,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class FourierProgressConfig(MeasurementConfig):
-    name: Literal["fourier_progress"] = "fourier_progress"
     n_key: int = Field(5, ge=1)  # key frequencies taken from the embedding
     key_frequencies: list[int] | None = None  # fixed key frequencies (1 .. p // 2) instead
     chunk: int = Field(16384, ge=1)  # pairs per forward pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -15,7 +15,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class GradientStatsConfig(MeasurementConfig):
-    name: Literal["gradients"] = "gradients"
     per_layer: bool = True
     noise_scale: bool = False  # needs per-example gradients: (probe_size x params) memory
     chunk_size: int | None = Field(None, ge=1)

@@ -60,7 +60,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class HessianConfig(MeasurementConfig):
-    name: Literal["hessian"] = "hessian"
     k: int = Field(1, ge=1)  # top-k eigenvalues
     tol: float = Field(1e-3, gt=0)  # relative Ritz residual (lanczos) / relative change (pyhessian)
     max_iter: int = Field(100, ge=1)

@@ -40,7 +40,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class HessianRankConfig(MeasurementConfig):
-    name: Literal["hessian_rank"] = "hessian_rank"
     method: Literal["auto", "dense", "slq"] = "auto"
     max_dense_params: int = Field(4096, ge=1)  # auto: dense up to this many parameters
     rtol: float = Field(1e-8, gt=0, lt=1)  # dense: kept = |lambda| > rtol * max |lambda|

@@ -17,7 +17,7 @@ whole training set is the regression's kernel, so `max_train` below it changes t
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -31,7 +31,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class KernelBaselineConfig(MeasurementConfig):
-    name: Literal["kernel_baseline"] = "kernel_baseline"
     max_train: int = Field(4096, ge=1)
     max_test: int = Field(4096, ge=1)
     rcond: float = Field(1e-12, gt=0, lt=1)  # eigenvalues below rcond x the largest are dropped

@@ -13,7 +13,7 @@ estimators, `counts()` (tasks/associative_memory.py).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -33,7 +33,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class MemoryRecallConfig(MeasurementConfig):
-    name: Literal["memory_recall"] = "memory_recall"
     n_buckets: int = Field(6, ge=1)  # log-spaced frequency-rank buckets
     estimators: list[Scheme] = Field(default_factory=list)  # closed-form memories to score too
     capacity: float = Field(1.0, gt=0)  # top_k stores ceil(capacity * d) tokens

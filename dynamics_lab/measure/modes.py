@@ -8,7 +8,7 @@ when the callback is used in another Trainer. These are the curves of stepwise l
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -23,7 +23,6 @@ Teacher = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class ModesConfig(MeasurementConfig):
-    name: Literal["modes"] = "modes"
     n_singular: int | None = Field(None, ge=1)  # singular values logged; None: teacher rank
 
 

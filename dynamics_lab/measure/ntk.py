@@ -24,7 +24,7 @@ reference.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -43,7 +43,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class NTKConfig(MeasurementConfig):
-    name: Literal["ntk"] = "ntk"
     probe_size: int = Field(256, ge=2)
     matrix_free: bool = False
     n_probes: int = Field(16, ge=1)  # Hutchinson probes of the matrix-free path

@@ -9,7 +9,7 @@ curvature image q = Q_u j with Q_u = sum_i u_i Hess f_i / sqrt(n). One GD step o
 model quadratic in theta, with the residual's other components set aside, maps exactly
     zeta' = zeta (1 - eta lambda + eta^2 a lambda zeta / 2),   a = j . q / lambda,
     u . K' u = lambda (1 - 2 eta a zeta + eta^2 b zeta^2),       b = ||q||^2 / lambda
-(phenomena/eos_quadratic/reduced.py). Logged per step:
+(the reduced map of the eos_quadratic phenomenon). Logged per step:
   second_order/ntk_lambda, ntk_lambda_2   the two largest NTK eigenvalues
   second_order/ntk_lambda_prev_mode       u_prev . K u_prev for the previous measurement's top
                                           mode: what the map predicts, before the top mode turns
@@ -23,7 +23,7 @@ Hessian-vector product per step; for models whose P or m is in the thousands.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -48,7 +48,6 @@ _REPEATED = 1e-10
 
 
 class SecondOrderModesConfig(MeasurementConfig):
-    name: Literal["second_order"] = "second_order"
     every: int = 1  # the two-variable map is a one-step map: compare consecutive steps
     max_jacobian_entries: int = Field(20_000_000, ge=1)  # residuals x parameters held at once
 

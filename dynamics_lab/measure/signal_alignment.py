@@ -22,7 +22,7 @@ its outputs (a depth-1 MLP's output layer).
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
@@ -36,7 +36,6 @@ from dynamics_lab.registry import MEASUREMENTS
 
 
 class SignalConfig(MeasurementConfig):
-    name: Literal["signal"] = "signal"
     relevant: list[int] | None = None  # the signal coordinates; None: the datamodule's `relevant`
     random_samples: int = Field(4096, ge=1)  # Monte Carlo draws for signal/random_level
 

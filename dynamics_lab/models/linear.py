@@ -3,13 +3,11 @@
 Init: every entry of every layer is N(0, init_scale^2 / width), so a unit input direction v has
 |W_1 v| ~ init_scale, a unit output direction u has |W_L^T u| ~ init_scale, and each hidden layer
 multiplies norms by ~init_scale: `init_scale` is the per-layer, per-mode amplitude u0 that the
-small-initialisation theory (phenomena/stepwise.py) is written in. With depth 1 there is no hidden
+small-init theory of the stepwise phenomenon is written in. With depth 1 there is no hidden
 width and the one matrix gets the usual N(0, init_scale^2 / in_dim).
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 from pydantic import Field
@@ -21,7 +19,6 @@ from dynamics_lab.tasks.base import TaskSpec
 
 
 class DeepLinearConfig(NamedSection):
-    name: Literal["deep_linear"] = "deep_linear"
     depth: int = Field(2, ge=1)  # number of weight matrices
     width: int = Field(16, ge=1)  # every hidden layer
     init_scale: float = Field(0.01, gt=0)  # per-layer gain u0 (see module docstring)

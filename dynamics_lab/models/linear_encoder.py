@@ -8,8 +8,6 @@ which the embedding learns the eigenmodes of the views' cross-correlation one at
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import nn
@@ -20,7 +18,6 @@ from dynamics_lab.tasks.base import TaskSpec
 
 
 class LinearEncoderConfig(NamedSection):
-    name: Literal["linear_encoder"] = "linear_encoder"
     init_scale: float = Field(1e-3, gt=0)  # entries N(0, init_scale^2 / in_dim)
 
 

@@ -67,7 +67,6 @@ def memory_predictions(W: torch.Tensor, inputs: torch.Tensor, outputs: torch.Ten
 
 
 class AssociativeMemoryConfig(NamedSection):
-    name: Literal["associative_memory"] = "associative_memory"
     dim: int = Field(64, ge=1)  # d: embedding dimension; W is d x d
     init_scale: float = Field(0.0, ge=0)  # W entries N(0, init_scale^2 / d); 0 starts at W = 0
 

@@ -44,7 +44,6 @@ from dynamics_lab.tasks.base import TaskSpec
 
 
 class MLPConfig(NamedSection):
-    name: Literal["mlp"] = "mlp"
     width: int = Field(128, ge=1)
     depth: int = Field(1, ge=0)  # hidden layers
     activation: Literal["relu", "gelu", "tanh", "quadratic", "linear", "linear_quadratic"] = "relu"

@@ -14,8 +14,6 @@ whose sharpness never moves.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 from torch import nn
@@ -26,7 +24,6 @@ from dynamics_lab.tasks.base import TaskSpec
 
 
 class QuadraticConfig(NamedSection):
-    name: Literal["quadratic"] = "quadratic"
     n_params: int = Field(40, ge=1)  # P, the length of theta
     curvature: float = Field(0.4, ge=0)  # epsilon: scale of the second-order term Q
 

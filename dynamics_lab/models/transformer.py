@@ -16,7 +16,6 @@ from dynamics_lab.tasks.base import TaskSpec
 
 
 class TransformerConfig(NamedSection):
-    name: Literal["transformer"] = "transformer"
     d_model: int = Field(128, ge=1)
     n_heads: int = Field(4, ge=1)
     d_mlp: int = Field(512, ge=1)

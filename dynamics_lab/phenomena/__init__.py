@@ -1,30 +1,25 @@
 """Phenomena: one package each, holding its detector (a metrics table -> a Verdict), key metric,
-report figures and dashboard panels. Detectors read only metric tables, so they judge any run,
-including runs logged elsewhere (a W&B history export works as it is)."""
+report figures, dashboard panels and battery cases. Detectors read only metric tables, so they
+judge any run, including runs logged elsewhere (a W&B history export works as it is).
+
+Every package here is a built-in phenomenon: importing this package imports each of them (which
+registers it), so a new one is its folder alone and nothing else names it."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 import pandas as pd
 
-# Importing each phenomenon registers it.
-from dynamics_lab.phenomena import (  # noqa: F401
-    edge_of_stability,
-    eos_quadratic,
-    grokking,
-    hessian_rank,
-    hidden_progress,
-    large_step_sgd,
-    lazy_rich,
-    scaling_law,
-    stepwise,
-    stepwise_ssl,
-    xor,
-)
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict
 from dynamics_lab.registry import PHENOMENA, UnknownNameError
 from dynamics_lab.schema import ConfigError, validate_section
+
+for _package in pkgutil.iter_modules(__path__):
+    if _package.ispkg:  # importing a phenomenon registers it
+        importlib.import_module(f"{__name__}.{_package.name}")
 
 
 def build(name: str, config: Any | None = None) -> Detector:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, ClassVar
@@ -140,6 +141,14 @@ class Detector:
         return (tuple(module.PHASES) if module else
                 (Outcome.DETECTED.value, Outcome.NOT_DETECTED.value))
 
+    @classmethod
+    def cases(cls) -> list:
+        """The detector battery's cases for this phenomenon (phenomena/battery.py `Case`s):
+        `cases()` of the `cases.py` beside the detector, else none. A detector kept elsewhere
+        overrides this."""
+        module = sibling_module(cls, "cases")
+        return list(module.cases()) if module else []
+
     def phase_label(self, verdict: dict) -> str:
         """One run's phase from its verdict (a verdict.json dict): `phase_label(verdict,
         config)` of the `phase.py` beside the detector, else the verdict's outcome."""
@@ -149,17 +158,25 @@ class Detector:
         return module.phase_label(verdict, self.config)
 
 
-def phase_module(cls: type):
-    """The `phase` module of the package that defines a detector class, or None."""
-    package = cls.__module__.rpartition(".")[0]
+def sibling_module(cls: type, leaf: str):
+    """The module `leaf` of the package that defines a detector class (the package itself when
+    the class is defined in its `__init__`), or None where there is none."""
+    module = sys.modules.get(cls.__module__)
+    package = (cls.__module__ if hasattr(module, "__path__")
+               else cls.__module__.rpartition(".")[0])
     if not package:
         return None
     try:
-        return importlib.import_module(f"{package}.phase")
+        return importlib.import_module(f"{package}.{leaf}")
     except ModuleNotFoundError as exc:
-        if exc.name == f"{package}.phase":
+        if exc.name == f"{package}.{leaf}":
             return None
         raise
+
+
+def phase_module(cls: type):
+    """The `phase` module of the package that defines a detector class, or None."""
+    return sibling_module(cls, "phase")
 
 
 def normalise(metrics: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from dynamics_lab.phenomena.scaling_law.fits import fit_power_law
+from dynamics_lab.phenomena.power_law import fit_power_law
 
 
 def growth_exponent(sizes, lengths) -> dict:

@@ -9,8 +9,6 @@ sum_x p(x) 1[wrong at x] is logged by the `memory_recall` measurement from `popu
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 
@@ -20,7 +18,6 @@ from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
 class AssociativeMemoryTaskConfig(NamedSection):
-    name: Literal["associative_memory"] = "associative_memory"
     n_tokens: int = Field(4096, ge=2)  # N
     n_classes: int = Field(64, ge=2)  # M
     alpha: float = Field(2.0, gt=0)  # Zipf exponent; the scaling laws need alpha > 1

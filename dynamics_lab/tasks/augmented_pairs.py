@@ -16,8 +16,6 @@ the embedding dimension `embed_dim`. `modes` gives (spectrum, V) for measurement
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field, PositiveFloat, model_validator
 
@@ -28,7 +26,6 @@ from dynamics_lab.tasks.low_rank_regression import orthonormal_columns
 
 
 class AugmentedPairsConfig(NamedSection):
-    name: Literal["augmented_pairs"] = "augmented_pairs"
     dim: int = Field(16, ge=1)  # input dimension m of each view
     spectrum: list[PositiveFloat] = Field(  # eigenvalues of Gamma, in the order given
         default_factory=lambda: [1.0, 0.5, 0.25, 0.125], min_length=1)

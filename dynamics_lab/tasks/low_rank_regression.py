@@ -8,8 +8,6 @@ the teacher as `U` (out x r), `S` (r,) and `V` (in x r) so measurements can proj
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field, PositiveFloat, model_validator
 
@@ -19,7 +17,6 @@ from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
 class LowRankRegressionConfig(NamedSection):
-    name: Literal["low_rank_regression"] = "low_rank_regression"
     in_dim: int = Field(8, ge=1)
     out_dim: int = Field(8, ge=1)
     singular_values: list[PositiveFloat] = Field(default_factory=lambda: [3.0, 1.0, 0.3],

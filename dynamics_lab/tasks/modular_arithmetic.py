@@ -44,7 +44,6 @@ def train_size(fraction: float, n: int) -> int:
 
 
 class ModularArithmeticConfig(NamedSection):
-    name: Literal["modular_arithmetic"] = "modular_arithmetic"
     p: int = Field(97, ge=2)
     op: Literal["add", "sub", "mul", "div"] = "add"
     train_fraction: float = Field(0.4, gt=0, lt=1)

@@ -26,7 +26,6 @@ from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
 class ParityConfig(NamedSection):
-    name: Literal["parity"] = "parity"
     n: int = Field(30, ge=1)  # input dimension
     k: int = Field(3, ge=1)  # relevant coordinates
     sign: Literal[-1, 1] = 1

@@ -27,7 +27,6 @@ from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
 class PolynomialConfig(NamedSection):
-    name: Literal["polynomial"] = "polynomial"
     dim: int = Field(32, ge=1)  # D
     target: Literal["quadratic_single_index", "hierarchical"] = "quadratic_single_index"
     rank: int = Field(2, ge=1)  # directions in p(x) of the hierarchical target

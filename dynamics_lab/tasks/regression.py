@@ -20,7 +20,6 @@ from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
 class TeacherRegressionConfig(NamedSection):
-    name: Literal["teacher_regression"] = "teacher_regression"
     dim: int = Field(20, ge=1)  # input dimension (3072 = an image-sized input)
     n_outputs: int = Field(1, ge=1)
     n_train: int = Field(500, ge=2)

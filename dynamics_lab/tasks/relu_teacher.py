@@ -10,8 +10,6 @@ Gaussian noise. Everything is drawn from one generator seeded by `seed`.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field, PositiveInt
 
@@ -21,7 +19,6 @@ from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
 
 
 class ReluTeacherConfig(NamedSection):
-    name: Literal["relu_teacher"] = "relu_teacher"
     dim: int = Field(5, ge=1)
     teacher_widths: list[PositiveInt] = Field(default_factory=lambda: [2, 2], min_length=1)
     n_train: int = Field(50, ge=1)

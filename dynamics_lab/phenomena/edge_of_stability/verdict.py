@@ -4,7 +4,6 @@ verdict is judged by; a shipped YAML that overrides one says why) and its verdic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import Field
 
@@ -13,7 +12,6 @@ from dynamics_lab.schema import NamedSection
 
 
 class EdgeOfStabilityConfig(NamedSection):
-    name: Literal["edge_of_stability"] = "edge_of_stability"
     reach_fraction: float = Field(0.95, gt=0, le=1)  # "reached" = sharpness >= this * threshold
     band: float = Field(0.1, gt=0)  # "at the edge" = |sharpness / threshold - 1| <= band
     min_fraction_within: float = Field(0.5, ge=0, le=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import pandas as pd
 
@@ -23,7 +22,7 @@ from dynamics_lab.registry import PHENOMENA
 
 
 class EosQuadraticConfig(EdgeOfStabilityConfig):
-    name: Literal["eos_quadratic"] = "eos_quadratic"  # type: ignore[assignment]
+    """The thresholds of the detector it builds on, under this phenomenon's name."""
 
 
 @dataclass

@@ -31,7 +31,6 @@ min_delay_ratio x the fit step could be seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -54,7 +53,6 @@ TRAIN, VAL = "train/acc", "val/acc"
 
 
 class GrokkingConfig(NamedSection):
-    name: Literal["grokking"] = "grokking"
     train_threshold: float = Field(0.99, gt=0, le=1)  # "fit" = train acc at or above this
     val_threshold: float = Field(0.95, gt=0, le=1)  # "generalized" = val acc at or above this
     min_delay_ratio: float = Field(2.0, ge=1)

@@ -1,7 +1,6 @@
 """Hessian rank: the detector (registered as `hessian_rank`), the closed-form ranks of deep
 linear networks and, on demand, the figures."""
 
-from dynamics_lab.phenomena.hessian_rank.cases import rows as battery_rows
 from dynamics_lab.phenomena.hessian_rank.detector import (
     HessianRankVerdict,
     RankDeficiency,
@@ -10,4 +9,4 @@ from dynamics_lab.phenomena.hessian_rank.detector import (
 from dynamics_lab.phenomena.hessian_rank.theory import LinearNetwork, network_from_config
 
 __all__ = ["HessianRankVerdict", "LinearNetwork", "RankDeficiency", "RankDeficiencyConfig",
-           "battery_rows", "network_from_config"]
+           "network_from_config"]

@@ -1,13 +1,13 @@
-"""The Hessian-rank families of the shared detector battery (phenomena/battery.py): rank tables
+"""The Hessian-rank cases of the shared detector battery (phenomena/battery.py): rank tables
 as measure/hessian_rank.py logs them, exact counts and SLQ estimates, for a deep linear network
 whose closed form is known, and the look-alikes a "rank < parameters" rule would accept."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
+
+from dynamics_lab.phenomena.battery import Case
 
 # widths [10, 16, 16, 2]: 448 parameters, closed-form rank 140
 NETWORK = {"model": {"name": "deep_linear", "depth": 3, "width": 16},
@@ -39,12 +39,9 @@ def rank_table(kind: str = "formula", every: int = 25, steps: int = 100, exact: 
     return frame
 
 
-Row = tuple[str, str, str, str, Callable[[], tuple]]
-
-
-def rows() -> list[Row]:
-    """(phenomenon, family, variant, expected outcome, make) for every Hessian-rank family."""
-    out: list[Row] = []
+def cases() -> list[Case]:
+    """Every Hessian-rank case of the battery."""
+    out: list[Case] = []
     variants = {"exact, every=25": dict(every=25), "exact, every=10, steps=200":
                 dict(every=10, steps=200), "SLQ, every=25": dict(exact=False),
                 "SLQ, every=50, steps=400": dict(exact=False, every=50, steps=400)}
@@ -54,12 +51,13 @@ def rows() -> list[Row]:
                                        ("deficient, not as predicted", "other", "not_detected"),
                                        ("drops at convergence", "converging", "not_detected"),
                                        ("no rank column", "none", "undetermined")):
-            out.append(("hessian_rank", family, name, expected,
+            out.append(Case("hessian_rank", family, name, expected,
                         lambda k=kind, kw=kw: (rank_table(k, **kw), NETWORK)))
-        out.append(("hessian_rank", "full rank, as the formula says", name, "not_detected",
-                    lambda kw=kw: (rank_table("full", n_params=20, **kw), SHALLOW)))
-        out.append(("hessian_rank", "no closed form (mlp)", name, "undetermined", lambda kw=kw: (
-            rank_table(**kw), {**NETWORK, "model": {"name": "mlp", "depth": 2, "width": 16}})))
-        out.append(("hessian_rank", "another parameter count", name, "undetermined", lambda kw=kw: (
-            rank_table(n_params=480, **kw), NETWORK)))
+        out.append(Case("hessian_rank", "full rank, as the formula says", name, "not_detected",
+                        lambda kw=kw: (rank_table("full", n_params=20, **kw), SHALLOW)))
+        out.append(Case("hessian_rank", "no closed form (mlp)", name, "undetermined",
+                        lambda kw=kw: (rank_table(**kw), {**NETWORK, "model": {
+                            "name": "mlp", "depth": 2, "width": 16}})))
+        out.append(Case("hessian_rank", "another parameter count", name, "undetermined",
+                        lambda kw=kw: (rank_table(n_params=480, **kw), NETWORK)))
     return out

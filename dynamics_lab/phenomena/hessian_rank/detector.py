@@ -17,7 +17,6 @@ network's (a bias, a frozen layer: the formula would be about another model).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,6 @@ STDERR, EXACT, OUTER = "hessian_rank/rank_stderr", "hessian_rank/exact", "hessia
 
 
 class RankDeficiencyConfig(NamedSection):
-    name: Literal["hessian_rank"] = "hessian_rank"
     atol: int = Field(0, ge=0)  # eigenvalues an exact count may differ from the formula by
     slq_rtol: float = Field(0.03, ge=0)  # relative slack for SLQ estimates (their bias)
     n_sigma: float = Field(3.0, ge=0)  # and this many standard errors

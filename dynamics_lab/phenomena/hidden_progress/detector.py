@@ -27,7 +27,6 @@ at the plateau's start and end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -43,7 +42,6 @@ ACC = "val/acc"
 
 
 class HiddenProgressConfig(NamedSection):
-    name: Literal["hidden_progress"] = "hidden_progress"
     loss_column: str = "val/loss"
     mass_column: str = "features/relevant_mass_top10"
     reference_evals: int = Field(5, ge=2)  # a plateau spans at least this many evaluations

@@ -7,58 +7,48 @@ from pathlib import Path
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 
 MASSES = (("features/relevant_mass_top10", "relevant mass, top 10%", "tab:red"),
           ("features/relevant_mass", "relevant mass, mean", "tab:purple"))
 
 
-def _runs(view, limit: int = 6) -> list:
-    """(label, metrics, verdict row) for up to `limit` runs of the lowest seed."""
-    runs = []
-    for _, row in view.first_seed().head(limit).iterrows():
-        frame = view.metrics(row["run_id"])
-        if frame is not None:
-            runs.append((view.label(row), frame, row))
-    return runs
-
-
-def concentration_panels(runs: list, path: Path) -> Path:
-    """Per run: test loss (left) and relevant mass, mean and top decile (right); drop marked."""
+def concentration_panels(view, runs: list, path: Path) -> Path:
+    """Per run: test loss (left) and relevant mass, mean and top decile (right), each the mean
+    over the grid point's seeds with a 95% band; the lowest seed's drop marked."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
-    drops = [row.get("drop_step") for _, _, row in runs if pd.notna(row.get("drop_step"))]
-    last = max(float(frame["step"].max()) for _, frame, _ in runs)
+    drops = [row.get("drop_step") for _, row, _ in runs if pd.notna(row.get("drop_step"))]
+    last = max(float(frame["step"].max()) for _, _, frame in runs)
     # Zoom on the plateau and the drop: what follows a drop is a flat line.
     right = min(last, 2 * max(drops)) if drops else last
-    for ax, (label, frame, row) in zip(axes[0], runs):
-        lines = []
-        if "val/loss" in frame:
-            data = frame[["step", "val/loss"]].dropna()
-            lines += ax.plot(data["step"], data["val/loss"], color="tab:blue", label="test loss")
+    counts = []
+    for ax, (name, row, frame) in zip(axes[0], runs):
+        seeds = view.seeds(row) or [frame]
+        counts.append(band(ax, seeds, "val/loss", "tab:blue", "test loss"))
         twin = ax.twinx()
-        for column, name, color in MASSES:
-            if column in frame:
-                data = frame[["step", column]].dropna()
-                lines += twin.plot(data["step"], data[column], color=color, label=name)
+        for column, text, color in MASSES:
+            band(twin, seeds, column, color, text)
         twin.set_ylim(0, 1)
-        drop = row.get("drop_step")
-        if pd.notna(drop):
-            ax.axvline(drop, color="gray", ls=":", lw=1)
+        mark_steps(ax, row)
         outcome = row.get("outcome")
         verdict = ("hidden progress" if outcome == Outcome.DETECTED.value else
                    "undetermined" if outcome == Outcome.UNDETERMINED.value else
                    "no hidden progress")
-        ax.set_title(f"{label}\n{verdict}", fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_title(f"{name}\n{verdict}", fontsize=9)
+        label(ax, "step")
         ax.set_xlim(0, right)
         ax.grid(alpha=0.3)
         if ax is axes[0][0]:
-            ax.set_ylabel("test loss")
+            label(ax, y="val/loss")
+            lines = [*ax.get_lines(), *twin.get_lines()]
             ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
         if ax is axes[0][-1]:
             twin.set_ylabel("relevant weight mass")
-    fig.suptitle("sparse parity: feature concentration grows on the loss plateau")
+    title(fig, "sparse parity: feature concentration grows on the loss plateau",
+          f"{view.selection(runs)} (lowest seed first), {seeds_text(counts)}; dashed: the "
+          "lowest seed's drop step")
     return save(fig, path)
 
 
@@ -72,8 +62,9 @@ def write_figures(view) -> list[Path]:
         scaling_table,
     )
 
-    runs = _runs(view)
-    written = [concentration_panels(runs, view.out / "concentration_vs_loss.png")] if runs else []
+    runs = view.runs(limit=6)
+    written = ([concentration_panels(view, runs, view.out / "concentration_vs_loss.png")]
+               if runs else [])
     if DIM in view.axes and K in view.axes:
         learned = learning_table(view)
         fits = scaling_table(learned)

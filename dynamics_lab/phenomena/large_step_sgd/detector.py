@@ -19,7 +19,6 @@ either window.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -36,7 +35,6 @@ ACTIVE, DEAD = "sparsity/active_fraction", "sparsity/dead_fraction"
 
 
 class LargeStepSGDConfig(NamedSection):
-    name: Literal["large_step_sgd"] = "large_step_sgd"
     window: float = Field(0.3, gt=0, le=1)  # share of each phase the medians are taken over
     min_decay_drop: float = Field(2.0, gt=1)  # stabilized: the loss falls this much after decay
     min_sparsification: float = Field(0.1, gt=0, lt=1)  # relative fall of the active fraction

@@ -1,6 +1,5 @@
 """Lazy vs rich: its detector (registered as `lazy_rich`) and, on demand, its figures."""
 
-from dynamics_lab.phenomena.lazy_rich.cases import rows as battery_rows
 from dynamics_lab.phenomena.lazy_rich.detector import LazyRich, LazyRichConfig, LazyRichVerdict
 
-__all__ = ["LazyRich", "LazyRichConfig", "LazyRichVerdict", "battery_rows"]
+__all__ = ["LazyRich", "LazyRichConfig", "LazyRichVerdict"]

@@ -34,7 +34,6 @@ end (it may drop later, or never: the lazy limit).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -52,7 +51,6 @@ LAZY = "kernel/lazy_test_loss"
 
 
 class LazyRichConfig(NamedSection):
-    name: Literal["lazy_rich"] = "lazy_rich"
     fit_fraction: float = Field(0.05, gt=0, lt=1)
     drop_factor: float = Field(3.0, gt=1)
     min_alignment_rise: float = Field(0.05, gt=0)

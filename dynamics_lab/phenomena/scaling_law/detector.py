@@ -9,7 +9,6 @@ says nothing of what was stored) or chance is unknown (no task.n_classes of at l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import pandas as pd
 from pydantic import Field
@@ -29,7 +28,6 @@ def error_column(estimator: str) -> str:
 
 
 class ScalingLawConfig(NamedSection):
-    name: Literal["scaling_law"] = "scaling_law"
     fit_d: tuple[float, float] | None = None  # d range of the memory-limited fit (report)
     fit_T: tuple[float, float] | None = None  # T range of the data-limited fit (report)
     confidence: float = Field(0.95, gt=0, lt=1)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,6 @@ LOSSES = ("train/loss", "train/batch_loss")
 
 
 class StepwiseConfig(NamedSection):
-    name: Literal["stepwise"] = "stepwise"
     learned_fraction: float = Field(0.5, gt=0, lt=1)  # a mode's step: strength reaches this * s
     rise_low: float = Field(0.1, gt=0, lt=1)  # its rise window runs from rise_low * s ...
     rise_high: float = Field(0.9, gt=0, lt=1)  # ... to rise_high * s

@@ -14,8 +14,6 @@ what differs from supervised stepwise learning:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Verdict
@@ -37,7 +35,7 @@ ORDER_TEXT = ("in order of decreasing s", "out of order of s")
 
 
 class StepwiseSSLConfig(StepwiseConfig):
-    name: Literal["stepwise_ssl"] = "stepwise_ssl"  # type: ignore[assignment]
+    """The thresholds of the detector it builds on, under this phenomenon's name."""
 
 
 @PHENOMENA.register("stepwise_ssl")

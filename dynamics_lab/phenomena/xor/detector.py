@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +44,6 @@ RANDOM = "signal/random_level"
 
 
 class XorConfig(NamedSection):
-    name: Literal["xor"] = "xor"
     loss_column: str = "val/loss"
     alignment_column: str = "signal/alignment"
     chance_loss: float = Field(math.log(2), gt=0)  # the logistic loss of a zero output

@@ -111,3 +111,22 @@ def test_edge_of_stability(tmp_path, drawn):
     figures = drawn("edge_of_stability", view)
     check(figures, view, step=150)
     assert "2 of 4 grid points (weight decay = 0.1)" in figures[0]._suptitle.get_text()
+
+
+def test_hidden_progress(tmp_path, drawn):
+    table = grid({"optim.lr": [0.05, 0.1, 0.2]}, drop_step=200)
+    view = view_of(tmp_path, table, ["optim.lr"], lambda r: {
+        "val/loss": 1 - 0.9 * sigmoid(200), "features/relevant_mass": 0.2 + 0.7 * sigmoid(120),
+        "features/relevant_mass_top10": 0.3 + 0.6 * sigmoid(100)})
+    check(drawn("hidden_progress", view), view, step=200)
+
+
+def test_large_step_sgd(tmp_path, drawn):
+    from dynamics_lab.phenomena.large_step_sgd.detector import ACTIVE, DEAD, TRAIN, VAL
+
+    table = grid({"optim.lr": [0.05, 0.3]}, decay_step=280, active_before_decay=0.2,
+                 dead_before_decay=0.1, final_val_loss=0.05, stabilized=True)
+    view = view_of(tmp_path, table, ["optim.lr"], lambda r: {
+        TRAIN: 1 - 0.9 * sigmoid(300), VAL: 1.1 - 0.9 * sigmoid(300),
+        ACTIVE: 0.5 - 0.3 * sigmoid(100), DEAD: 0.1 * sigmoid(100)})
+    check(drawn("large_step_sgd", view), view, step=280)

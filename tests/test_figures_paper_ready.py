@@ -130,3 +130,17 @@ def test_large_step_sgd(tmp_path, drawn):
         TRAIN: 1 - 0.9 * sigmoid(300), VAL: 1.1 - 0.9 * sigmoid(300),
         ACTIVE: 0.5 - 0.3 * sigmoid(100), DEAD: 0.1 * sigmoid(100)})
     check(drawn("large_step_sgd", view), view, step=280)
+
+
+def test_xor(tmp_path, drawn):
+    samples = {8: 400, 16: 900, 32: 2000}
+    table = grid({"task.n": [8, 16, 32], "optim.lr": [0.5, 1.0]}, search_end=100, tune_end=250,
+                 search_length=100, tuning_length=150)
+    table["samples_to_target"] = [samples[n] * (1 + 0.3 * (lr == 1.0)) * (1 + 0.05 * s)
+                                  for n, lr, s in table[["task.n", "optim.lr", "seed"]].values]
+    view = view_of(tmp_path, table, ["task.n", "optim.lr"], lambda r: {
+        "val/loss": 0.7 - 0.6 * sigmoid(250), "signal/alignment": 0.2 + 0.7 * sigmoid(150),
+        "signal/random_level": 0.2 + 0 * STEPS})
+    figures = drawn("xor", view)
+    check(figures, view)
+    assert "3 of 6 grid points" in figures[0]._suptitle.get_text()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.figure_marks import band, label, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 from dynamics_lab.phenomena.xor.scaling import (
     DIM,
@@ -24,59 +25,55 @@ from dynamics_lab.phenomena.xor.scaling import (
 )
 
 
-def _runs(view, tuned: pd.DataFrame, limit: int = 6) -> list:
-    """(label, metrics, verdict row) of the lowest seed at each d's tuned step size."""
+def _picked(view, tuned: pd.DataFrame) -> pd.DataFrame:
+    """The lowest seed's runs at each d's tuned step size."""
     table = view.first_seed()
     if len(tuned) and LR in table:
         table = table.merge(tuned[[DIM, "tuned_lr"]], on=DIM)
         table = table[np.isclose(table[LR].astype(float), table["tuned_lr"].astype(float))]
-    if DIM in table:
-        table = table.sort_values(DIM)
-    runs = []
-    for _, row in table.head(limit).iterrows():
-        frame = view.metrics(row["run_id"])
-        if frame is not None:
-            runs.append((view.label(row), frame, row))
-    return runs
+    return table
 
 
-def phase_panels(runs: list, path: Path) -> Path:
-    """Per run: population loss (left, with log 2) and signal alignment (right) vs step."""
+def _from_1(steps: np.ndarray) -> np.ndarray:
+    return np.clip(steps, 1, None)  # step 0 on a log axis
+
+
+def phase_panels(view, runs: list, path: Path) -> Path:
+    """Per run: population loss (left, with log 2) and signal alignment (right) vs step, each
+    the mean over the seeds at that point with a 95% band; the lowest seed's phases shaded."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(3.9 * len(runs), 3.5), squeeze=False)
-    for ax, (label, frame, row) in zip(axes[0], runs):
-        lines = []
-        if "val/loss" in frame:
-            data = frame[["step", "val/loss"]].dropna()
-            lines += ax.plot(data["step"].clip(lower=1), data["val/loss"], color="tab:blue",
-                             label="population loss")
+    counts = []
+    for ax, (name, row, frame) in zip(axes[0], runs):
+        seeds = view.seeds(row) or [frame]
+        counts.append(band(ax, seeds, "val/loss", "tab:blue", "population loss",
+                           step=_from_1))
         ax.axhline(math.log(2), color="tab:blue", ls=":", lw=0.8)
         ax.set_xscale("log")
         ax.set_ylim(0, 0.8)
         twin = ax.twinx()
-        for column, name, color, style in (
-                ("signal/alignment", "signal alignment", "tab:red", "-"),
-                ("signal/random_level", "random level", "tab:red", ":")):
-            if column in frame:
-                data = frame[["step", column]].dropna()
-                lines += twin.plot(data["step"].clip(lower=1), data[column], color=color,
-                                   ls=style, label=name)
+        for column, text, style in (("signal/alignment", "signal alignment", "-"),
+                                    ("signal/random_level", "random level", ":")):
+            band(twin, seeds, column, "tab:red", text, step=_from_1, ls=style)
         twin.set_ylim(0, 1.05)
         end, tune = row.get("search_end"), row.get("tune_end")
         if pd.notna(end):
-            ax.axvspan(1, end, color="tab:gray", alpha=0.12)
+            ax.axvspan(1, end, color="tab:gray", alpha=0.12, label=f"search: to step {end:,.0f}")
             if pd.notna(tune):
-                ax.axvspan(end, tune, color="tab:orange", alpha=0.12)
-        ax.set_title(f"{label}\n{_verdict_line(row)}", fontsize=8)
-        ax.set_xlabel("step")
+                ax.axvspan(end, tune, color="tab:orange", alpha=0.12,
+                           label=f"tuning: to step {tune:,.0f}")
+        ax.set_title(f"{name}\n{_verdict_line(row)}", fontsize=8)
+        label(ax, "step")
         ax.grid(alpha=0.3)
         if ax is axes[0][0]:
             ax.set_ylabel("logistic loss (dotted: log 2)")
+            lines = [*ax.get_lines(), *twin.get_lines()]
             ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="lower left")
         if ax is axes[0][-1]:
             twin.set_ylabel("max |cos(w_j, e_i +- e_j)|, output-weighted")
-    fig.suptitle("XOR: SGD finds the signal directions at log 2 (grey), then tunes (orange)",
-                 fontsize=10)
+    title(fig, "XOR: SGD finds the signal directions at log 2 (grey), then tunes (orange)",
+          f"{view.selection(runs)} at each d's tuned step size, {seeds_text(counts)}; phases of "
+          "the lowest seed")
     return save(fig, path)
 
 
@@ -86,7 +83,7 @@ def _verdict_line(row: pd.Series) -> str:
     return f"search {row['search_length']:,.0f}, tuning {row['tuning_length']:,.0f} steps"
 
 
-def samples_figure(points: pd.DataFrame, fits: pd.DataFrame, tuned: pd.DataFrame,
+def samples_figure(view, points: pd.DataFrame, fits: pd.DataFrame, tuned: pd.DataFrame,
                    table: pd.DataFrame, path: Path) -> Path:
     """Left: samples to the target error against d at the tuned step size (each seed a point,
     the mean with its 95% interval), with the fitted forms. Right: samples against the step
@@ -104,13 +101,13 @@ def samples_figure(points: pd.DataFrame, fits: pd.DataFrame, tuned: pd.DataFrame
     for _, fit in fits.iterrows():
         name = fit["form"]
         if name == "d^b":
-            label = (f"fit d^b: b = {fit['exponent']:.2f} [{fit['ci_low']:.2f}, "
-                     f"{fit['ci_high']:.2f}]")
+            text = (f"fit d^b: b = {fit['exponent']:.2f} [{fit['ci_low']:.2f}, "
+                    f"{fit['ci_high']:.2f}]")
             ys = fit["constant"] * xs ** fit["exponent"]
         else:
-            label = f"fit C {name} (delta AIC {fit['delta_aic']:.1f})"
+            text = f"fit C {name} (delta AIC {fit['delta_aic']:.1f})"
             ys = fit["constant"] * FORMS[name](xs)
-        left.loglog(xs, ys, styles[name], lw=1, label=label)
+        left.loglog(xs, ys, styles[name], lw=1, label=text)
     left.set_xlabel("input dimension d")
     left.set_ylabel("samples (steps x batch) to the target test error")
     ticks = sorted(points[DIM].unique())
@@ -123,12 +120,13 @@ def samples_figure(points: pd.DataFrame, fits: pd.DataFrame, tuned: pd.DataFrame
         for d, part in table.groupby(DIM):
             values = pd.to_numeric(part[SAMPLES], errors="coerce").groupby(part[LR]).mean()
             right.loglog(values.index, values.to_numpy(), "o-", ms=3, label=f"d={d:g}")
-        right.set_xlabel("step size (optim.lr)")
+        label(right, LR)
         right.set_ylabel("samples, mean over seeds")
         right.grid(alpha=0.3, which="both")
         right.legend(fontsize=6, ncol=2)
         right.set_title("tuning: the fewest samples per d picks its step size", fontsize=8)
-    fig.suptitle("XOR: samples to learn against d at a step size tuned per d", fontsize=10)
+    title(fig, "XOR: samples to learn against d at a step size tuned per d",
+          f"{view.every_run()}: left at each d's tuned step size, each seed a point")
     return save(fig, path)
 
 
@@ -136,9 +134,9 @@ def write_figures(view) -> list[Path]:
     written = []
     table = view.table
     tuned = tuned_table(table) if DIM in view.axes else pd.DataFrame()
-    runs = _runs(view, tuned)
+    runs = view.runs(_picked(view, tuned), by=DIM, limit=6)
     if runs:
-        written.append(phase_panels(runs, view.out / "find_then_tune.png"))
+        written.append(phase_panels(view, runs, view.out / "find_then_tune.png"))
     if not len(tuned):
         return written
     written.append(view.out / "tuned_lr.csv")
@@ -154,6 +152,6 @@ def write_figures(view) -> list[Path]:
         out.to_csv(written[-1], index=False)
         written.append(view.out / "samples_per_dim.csv")
         means.to_csv(written[-1], index=False)
-        written.append(samples_figure(points, fits, tuned, table,
+        written.append(samples_figure(view, points, fits, tuned, table,
                                       view.out / "samples_scaling.png"))
     return written

@@ -166,3 +166,20 @@ def test_a_trainer_with_such_groups_fails_at_fit_start(tmp_path):
     with pytest.raises(ValueError, match="differ in beta1"):
         trainer.fit(Module(), train_dataloaders=loader)
     assert trainer.global_step == 0
+
+
+@pytest.mark.parametrize("optim", [
+    {"name": "gd", "lr": 0.1}, {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    {"name": "adam", "lr": 1e-3, "betas": (0.8, 0.999)}, {"name": "adamw", "lr": 3e-4}])
+def test_the_config_and_the_optimizer_give_the_same_threshold(optim):
+    """One formula (dynamics_lab/thresholds.py): the detector's reading of a config equals the
+    measurement's reading of the optimizer built from it, to the last bit."""
+    from dynamics_lab.phenomena.edge_of_stability import threshold_from_config
+
+    params = [nn.Parameter(torch.zeros(3))]
+    if optim["name"] in ("adam", "adamw"):
+        cls = torch.optim.Adam if optim["name"] == "adam" else torch.optim.AdamW
+        built = cls(params, lr=optim["lr"], betas=optim.get("betas", (0.9, 0.999)))
+    else:
+        built = torch.optim.SGD(params, lr=optim["lr"], momentum=optim.get("momentum", 0.0))
+    assert threshold_of(built) == threshold_from_config({"optim": optim})

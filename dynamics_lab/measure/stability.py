@@ -5,10 +5,10 @@ Every optimizer here takes steps w <- w - eta S m, where m is the gradient or a 
 of gradients, eta the first parameter group's learning rate and S a positive diagonal (the other
 groups' learning rates relative to eta, Adam's 1/((1 - beta1^t)(sqrt(v_hat) + eps))). On a
 quadratic with Hessian H it is stable while lambda_max(S (H + L2)) < threshold, L2 the coupled
-weight decay that enters the gradient:
-  SGD          2/eta; heavy ball beta: (2 + 2 beta)/(eta (1 - dampening));
-               Nesterov: (2 + 2 beta)/(eta (1 + 2 beta))
-  Adam/AdamW   (2 + 2 beta1)/((1 - beta1) eta), with S = 1/P for Adam's preconditioner
+weight decay that enters the gradient. The thresholds themselves (2/eta for SGD,
+(2 + 2 beta1)/((1 - beta1) eta) for Adam/AdamW, ...) are written once, in
+dynamics_lab/thresholds.py; here,
+  Adam/AdamW   S = 1/P for Adam's preconditioner
                P = (1 - beta1^t) (sqrt(v_t / (1 - beta2^t)) + eps) (Cohen et al. 2022, "Adaptive
                gradient methods at the edge of stability": lambda_1(P^-1 H) against 38/eta for
                beta1 = 0.9). torch's Adam step is lr m_t / P exactly, with m_t the biased EMA;
@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from dynamics_lab.thresholds import stability_threshold
 
 
 @dataclass
@@ -66,15 +68,14 @@ def threshold_of(optimizer: Any) -> float | None:
     lr = float(groups[0]["lr"])
     if is_adam(optimizer):
         beta1 = float(_shared([{"beta1": float(g["betas"][0])} for g in groups], "beta1", "Adam"))
-        return (2 + 2 * beta1) / ((1 - beta1) * lr)
+        return stability_threshold(lr, adam_beta1=beta1)
     if isinstance(optimizer, torch.optim.SGD):
         beta = float(_shared(groups, "momentum", "SGD") or 0.0)
         if beta == 0:
-            return 2 / lr
-        if _shared(groups, "nesterov", "SGD"):
-            return (2 + 2 * beta) / (lr * (1 + 2 * beta))
-        # Dampening d scales each gradient by (1 - d) inside the momentum buffer.
-        return (2 + 2 * beta) / (lr * (1 - float(_shared(groups, "dampening", "SGD") or 0.0)))
+            return stability_threshold(lr)
+        return stability_threshold(lr, momentum=beta,
+                                   nesterov=bool(_shared(groups, "nesterov", "SGD")),
+                                   dampening=float(_shared(groups, "dampening", "SGD") or 0.0))
     return None
 
 

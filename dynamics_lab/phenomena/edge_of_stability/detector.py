@@ -49,6 +49,7 @@ from dynamics_lab.phenomena.edge_of_stability.verdict import (
     EdgeOfStabilityVerdict,
 )
 from dynamics_lab.registry import PHENOMENA
+from dynamics_lab.thresholds import stability_threshold
 
 SHARPNESS = ("hessian/precond_lambda_max", "hessian/lambda_max")
 THRESHOLD = "hessian/threshold"
@@ -59,19 +60,19 @@ LOSSES = ("train/batch_loss", "train/loss")
 
 
 def threshold_from_config(experiment: dict) -> float | None:
-    """The stability threshold the `optim` section implies (as HessianSpectrum computes it);
-    None without a positive learning rate."""
+    """The stability threshold the `optim` section implies (the formula HessianSpectrum applies
+    to the optimizer, dynamics_lab/thresholds.py); None without a positive learning rate."""
     optim = experiment.get("optim")
     optim = optim if isinstance(optim, dict) else {}
     try:
         lr = float(optim.get("lr") or 0)
         name = optim.get("name", "adamw")
         if name in ("adam", "adamw"):
-            beta1 = float((optim.get("betas") or (0.9, 0.999))[0])
-            value = (2 + 2 * beta1) / ((1 - beta1) * lr)
-        else:
-            beta = 0.0 if name == "gd" else float(optim.get("momentum") or 0.0)
-            value = (2 + 2 * beta) / lr
+            value = stability_threshold(lr, adam_beta1=float(
+                (optim.get("betas") or (0.9, 0.999))[0]))
+        else:  # the optim section has no nesterov or dampening: heavy ball, or gd (momentum 0)
+            value = stability_threshold(lr, momentum=0.0 if name == "gd" else float(
+                optim.get("momentum") or 0.0))
     except (TypeError, ValueError, IndexError, ZeroDivisionError):
         return None
     return value if np.isfinite(value) and value > 0 else None

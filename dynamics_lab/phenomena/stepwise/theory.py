@@ -71,17 +71,27 @@ def theory_half_times(singular_values: list[float], lr: float, init_scale: float
     return out
 
 
+def not_plain_full_batch_gd(experiment: dict) -> str | None:
+    """Why a run is not plain full-batch gradient descent (no momentum, no weight decay, the
+    whole training set each step), the setting the small-init theories are written for; None
+    when it is."""
+    optim, trainer = experiment.get("optim") or {}, experiment.get("trainer") or {}
+    momentum = 0.0 if optim.get("name") == "gd" else optim.get("momentum", 0.0)
+    if optim.get("name") not in ("gd", "sgd") or momentum or optim.get("weight_decay"):
+        return "none (theory covers plain gradient descent)"
+    if trainer.get("batch_size") is not None:
+        return "none (theory covers full-batch gradient descent)"
+    return None
+
+
 def theory_for(experiment: dict, targets: list[float]) -> tuple[list | None, str]:
     """Predicted step times if the run is plain full-batch GD on a deep linear net; else why not."""
     model, optim = experiment.get("model") or {}, experiment.get("optim") or {}
-    trainer = experiment.get("trainer") or {}
     if model.get("name") != "deep_linear":
         return None, "none (theory covers deep_linear models)"
-    momentum = 0.0 if optim.get("name") == "gd" else optim.get("momentum", 0.0)
-    if optim.get("name") not in ("gd", "sgd") or momentum or optim.get("weight_decay"):
-        return None, "none (theory covers plain gradient descent)"
-    if trainer.get("batch_size") is not None:
-        return None, "none (theory covers full-batch gradient descent)"
+    not_gd = not_plain_full_batch_gd(experiment)
+    if not_gd:
+        return None, not_gd
     try:
         depth = int(model.get("depth", 2))
         lr, init_scale = float(optim["lr"]), float(model["init_scale"])

@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from dynamics_lab.phenomena.stepwise.theory import not_plain_full_batch_gd
+
 MAX_INITIAL = 1 / 81  # no prediction when a mode starts above this strength
 
 
@@ -60,14 +62,12 @@ def theory_for(experiment: dict) -> tuple[list | None, str]:
     """Predicted step times if the run is full-batch GD on a linear encoder of augmented pairs;
     else None and why not."""
     task, model = experiment.get("task") or {}, experiment.get("model") or {}
-    optim, trainer = experiment.get("optim") or {}, experiment.get("trainer") or {}
+    optim = experiment.get("optim") or {}
     if task.get("name") != "augmented_pairs" or model.get("name") != "linear_encoder":
         return None, "none (theory covers linear_encoder on augmented_pairs)"
-    momentum = 0.0 if optim.get("name") == "gd" else optim.get("momentum", 0.0)
-    if optim.get("name") not in ("gd", "sgd") or momentum or optim.get("weight_decay"):
-        return None, "none (theory covers plain gradient descent)"
-    if trainer.get("batch_size") is not None:
-        return None, "none (theory covers full-batch gradient descent)"
+    not_gd = not_plain_full_batch_gd(experiment)
+    if not_gd:
+        return None, not_gd
     times = ssl_half_times(task["spectrum"], int(task["embed_dim"]), int(task["dim"]),
                            float(model["init_scale"]), float(optim["lr"]))
     return times, "aligned-mode sigmoid, q0 = gamma u0^2/m exp(E ln chi^2_(d-j))"

@@ -144,3 +144,19 @@ def test_xor(tmp_path, drawn):
     figures = drawn("xor", view)
     check(figures, view)
     assert "3 of 6 grid points" in figures[0]._suptitle.get_text()
+
+
+def test_stepwise(tmp_path, drawn):
+    table = grid({"model.init_scale": [0.01, 0.001], "optim.lr": [0.1]})
+    for column, value in (("theory_times", [100.0, 220.0]), ("step_times", [110.0, 230.0]),
+                          ("rise_ends", [150.0, 260.0]), ("plateaus", [[0, 80], [160, 200]]),
+                          ("loss_step_times", [110.0, 230.0])):
+        table[column] = [value] * len(table)
+    table = table.assign(loss_metric="train/loss", agree=True, loss_steps=2, spectral_steps=2)
+    view = view_of(tmp_path, table, ["model.init_scale", "optim.lr"], lambda r: {
+        "modes/strength_0": 3 * sigmoid(110), "modes/strength_1": 2 * sigmoid(230),
+        "train/loss": 13 - 9 * sigmoid(110) - 4 * sigmoid(230) + 0.01},
+        configs={"task": {"singular_values": [3.0, 2.0]}})
+    figures = drawn("stepwise", view)
+    check(figures, view, step=100.0)
+    assert "all 2 grid points" in figures[0]._suptitle.get_text()

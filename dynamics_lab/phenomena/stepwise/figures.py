@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.figure_marks import band, label, title
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 
 
@@ -28,17 +29,21 @@ def _finite(values) -> list[float]:
             if v is not None and np.isfinite(v)]
 
 
-def _runs(view, col: str | None, row: str | None):
-    """(row value, col value) -> (verdict row, metrics, singular values) of the first seed."""
+def grid_runs(view, col: str | None, row: str | None) -> dict:
+    """(row value, col value) -> (label, verdict row, metrics) of the lowest seed there."""
     found = {}
-    for _, r in view.first_seed().iterrows():
-        key = (r[row] if row else None, r[col] if col else None)
-        frame = view.metrics(r["run_id"])
-        if key in found or frame is None:
-            continue
-        targets = (view.config(r["run_id"]).get("task") or {}).get("singular_values") or []
-        found[key] = (r, frame, targets)
+    for entry in view.runs():
+        r = entry[1]
+        found.setdefault((r[row] if row else None, r[col] if col else None), entry)
     return found
+
+
+def selection(view, runs: dict) -> str:
+    """What a grid of panels shows: its grid points, the lowest seed's verdict in the titles."""
+    seeds = max((len(view.point(r)) for _, r, _ in runs.values()), default=1)
+    return (f"{view.selection(list(runs.values()))}, one panel each; curves: mean and 95% band "
+            f"over {seeds} seeds; marks and titles: the lowest seed's verdict" if seeds > 1 else
+            f"{view.selection(list(runs.values()))}, one panel each, one seed")
 
 
 def _xlim(r: pd.Series, frame: pd.DataFrame) -> float:
@@ -69,19 +74,19 @@ def _cells(runs, axes, rows, cols):
             axes[i][j].axis("off")
 
 
-def mode_figure(runs, cols, rows, col, row, path: Path) -> Path:
+def mode_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
     fig, axes = _panels(len(rows), len(cols))
     palette = colors()
-    for ax, rv, cv, (r, frame, targets) in _cells(runs, axes, rows, cols):
+    for ax, rv, cv, (_, r, frame) in _cells(runs, axes, rows, cols):
+        targets = (view.config(r["run_id"]).get("task") or {}).get("singular_values") or []
+        seeds = view.seeds(r) or [frame]
         theory = r.get("theory_times") if isinstance(r.get("theory_times"), list) else []
         observed = r.get("step_times") if isinstance(r.get("step_times"), list) else []
         for k, s in enumerate(targets):
             column, color = f"modes/strength_{k}", palette[k % len(palette)]
             if column not in frame:
                 continue
-            data = frame[["step", column]].dropna()
-            ax.plot(data["step"], data[column] / s, color=color, lw=1.4,
-                    label=f"mode {k} (s={s:g})")
+            band(ax, seeds, column, color, f"mode {k} (s={s:g})", scale=1 / s, lw=1.4)
             if k < len(theory) and theory[k] is not None:
                 ax.axvline(theory[k], color=color, ls="--", lw=0.9)
             if k < len(observed) and observed[k] is not None:
@@ -89,18 +94,18 @@ def mode_figure(runs, cols, rows, col, row, path: Path) -> Path:
         ax.axhline(1.0, color="k", ls=":", lw=0.8)
         ax.set_xlim(0, _xlim(r, frame))
         ax.grid(alpha=0.3)
-        ax.set_xlabel("step", fontsize=8)
+        label(ax, "step", fontsize=8)
         _title(ax, col, cv, row, rv, r)
-    axes[0][0].set_ylabel("u_i^T W v_i / s_i")
+    axes[0][0].set_ylabel("mode strength / target singular value")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("mode strengths relative to their targets; dots: observed half-way steps, "
-                 "dashed: small-init theory", fontsize=10)
+    title(fig, "mode strengths relative to their targets; dots: observed half-way steps, "
+          "dashed: small-init theory", selection(view, runs))
     return save(fig, path)
 
 
-def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
+def loss_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
     fig, axes = _panels(len(rows), len(cols))
-    for ax, rv, cv, (r, frame, _) in _cells(runs, axes, rows, cols):
+    for ax, rv, cv, (_, r, frame) in _cells(runs, axes, rows, cols):
         column = r.get("loss_metric") if isinstance(r.get("loss_metric"), str) else None
         column = column if column in frame else next(
             (c for c in ("train/batch_loss", "train/loss") if c in frame), None)
@@ -109,7 +114,7 @@ def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
             continue
         data = frame[["step", column]].dropna()
         right = _xlim(r, frame)
-        ax.plot(data["step"], data[column], color="k", lw=1.2)
+        band(ax, view.seeds(r) or [frame], column, "k", lw=1.2)
         shown = data[column][(data["step"] <= right) & (data[column] > 0)]
         if len(shown):
             ax.set_ylim(shown.min() / 2, shown.max() * 2)
@@ -120,18 +125,18 @@ def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_xlim(0, right)
         ax.grid(alpha=0.3)
-        ax.set_xlabel("step", fontsize=8)
+        label(ax, "step", fontsize=8)
         parts = [f"{a.rsplit('.', 1)[-1]}={v:g}" for a, v in ((col, cv), (row, rv)) if a]
         agree = "agree" if r.get("agree") else "disagree"
         ax.set_title(f"{', '.join(parts)}: loss {r.get('loss_steps')} vs modes "
                      f"{r.get('spectral_steps')}, {agree}", fontsize=8)
-    axes[0][0].set_ylabel("train loss")
-    fig.suptitle("loss with detected plateaus (shaded) and drops (red, half-way down); "
-                 "titles: steps counted from the loss vs from the modes", fontsize=10)
+    label(axes[0][0], y="train/loss")
+    title(fig, "loss with detected plateaus (shaded) and drops (red, half-way down); "
+          "titles: steps counted from the loss vs from the modes", selection(view, runs))
     return save(fig, path)
 
 
-def timing_figure(table: pd.DataFrame, col: str | None, row: str | None,
+def timing_figure(view, table: pd.DataFrame, col: str | None, row: str | None,
                   path: Path) -> Path | None:
     """Observed half-way step against the theory's, every mode of every run with a prediction."""
     plt = pyplot()
@@ -149,8 +154,8 @@ def timing_figure(table: pd.DataFrame, col: str | None, row: str | None,
                         xs.append(t)
                         ys.append(o)
         if xs:
-            label = f"{row.rsplit('.', 1)[-1]}={rv:g}" if row else "runs"
-            ax.loglog(xs, ys, "o", color=palette[g % len(palette)], ms=4, label=label)
+            name = f"{row.rsplit('.', 1)[-1]}={rv:g}" if row else "runs"
+            ax.loglog(xs, ys, "o", color=palette[g % len(palette)], ms=4, label=name)
             points += len(xs)
     if not points:
         plt.close(fig)
@@ -163,21 +168,24 @@ def timing_figure(table: pd.DataFrame, col: str | None, row: str | None,
     ax.set_ylabel("observed half-way step")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    ax.set_title("step times: observed vs small-init theory", fontsize=10)
+    title(fig, "step times: observed vs small-init theory",
+          f"{view.every_run(table)}, every mode a point")
     return save(fig, path)
 
 
 def grid_figures(view, panels: dict[str, Callable]) -> list[Path]:
-    """Each `file name -> figure(runs, cols, rows, col, row, path)` over the sweep's grid, then
+    """Each `file name -> figure(view, runs, cols, rows, col, row, path)` over the sweep's grid
+    (runs: `grid_runs`), then
     the observed-vs-theory step times (shared by the stepwise phenomena)."""
     table, out = view.table, view.out
     col, row = _grid(table, view.axes)
-    runs = _runs(view, col, row)
+    runs = grid_runs(view, col, row)
     if not runs:
         return []
     cols, rows = _values(table, col), _values(table, row)
-    written = [figure(runs, cols, rows, col, row, out / name) for name, figure in panels.items()]
-    timing = timing_figure(table, col, row, out / "step_times.png")
+    written = [figure(view, runs, cols, rows, col, row, out / name)
+               for name, figure in panels.items()]
+    timing = timing_figure(view, table, col, row, out / "step_times.png")
     return written + ([timing] if timing else [])
 
 

@@ -8,28 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from dynamics_lab.phenomena.figure_marks import band, label, title
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 from dynamics_lab.phenomena.stepwise.figures import (
     _cells,
     _title,
     _xlim,
     grid_figures,
+    selection,
 )
 from dynamics_lab.phenomena.stepwise_ssl.detector import EIG
 from dynamics_lab.phenomena.stepwise_ssl.theory import initial_strength, ssl_curve, theory_for
 
 STRENGTH = "modes/strength_"
-
-
-def _runs(view, col: str | None, row: str | None) -> dict:
-    """(row value, col value) -> (verdict row, metrics, config) of the first seed."""
-    found = {}
-    for _, r in view.first_seed().iterrows():
-        key = (r[row] if row else None, r[col] if col else None)
-        frame = view.metrics(r["run_id"])
-        if key not in found and frame is not None:
-            found[key] = (r, frame, view.config(r["run_id"]))
-    return found
 
 
 def _theory_curves(config: dict, steps: np.ndarray) -> list[np.ndarray]:
@@ -46,12 +37,13 @@ def _theory_curves(config: dict, steps: np.ndarray) -> list[np.ndarray]:
     return curves
 
 
-def eigenvalue_figure(runs, cols, rows, col, row, path: Path) -> Path:
+def eigenvalue_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
     n_rows, n_cols = len(rows), len(cols)
     fig, axes = pyplot().subplots(n_rows, n_cols, figsize=(3.3 * n_cols, 2.7 * n_rows),
                                   squeeze=False)
     palette = colors()
-    for ax, rv, cv, (r, frame, config) in _cells(runs, axes, rows, cols):
+    for ax, rv, cv, (_, r, frame) in _cells(runs, axes, rows, cols):
+        config, seeds = view.config(r["run_id"]), view.seeds(r) or [frame]
         right = _xlim(r, frame)
         steps = np.linspace(0, right, 400)
         theory = _theory_curves(config, steps)
@@ -59,8 +51,7 @@ def eigenvalue_figure(runs, cols, rows, col, row, path: Path) -> Path:
         eigs = sorted((c for c in frame if c.startswith(EIG)), key=lambda c: int(c[len(EIG):]))
         for k, column in enumerate(eigs):
             color = palette[k % len(palette)]
-            data = frame[["step", column]].dropna()
-            ax.plot(data["step"], data[column], color=color, lw=1.4, label=f"eigenvalue {k}")
+            band(ax, seeds, column, color, f"eigenvalue {k}", lw=1.4)
             if k < len(theory) and theory[k] is not None:
                 ax.plot(steps, theory[k], color=color, ls="--", lw=0.9)
             if k < len(observed) and observed[k] is not None:
@@ -69,23 +60,22 @@ def eigenvalue_figure(runs, cols, rows, col, row, path: Path) -> Path:
         ax.set_xlim(0, right)
         ax.set_ylim(-0.05, 1.15)
         ax.grid(alpha=0.3)
-        ax.set_xlabel("step", fontsize=8)
+        label(ax, "step", fontsize=8)
         _title(ax, col, cv, row, rv, r)
-    axes[0][0].set_ylabel("eigenvalue of C")
+    axes[0][0].set_ylabel("eigenvalue of the cross-correlation C")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("embedding cross-correlation eigenvalues (solid); dashed: small-init theory of "
-                 "each mode; dots: observed half-way steps", fontsize=10)
+    title(fig, "embedding cross-correlation eigenvalues (solid); dashed: small-init theory of "
+          "each mode; dots: observed half-way steps", selection(view, runs))
     return save(fig, path)
 
 
-def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
+def loss_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
     """The loss on a linear scale, as the paper plots it: one unit lost per learned mode."""
     fig, axes = pyplot().subplots(len(rows), len(cols), figsize=(3.3 * len(cols),
                                   2.7 * len(rows)), squeeze=False)
-    for ax, rv, cv, (r, frame, _) in _cells(runs, axes, rows, cols):
+    for ax, rv, cv, (_, r, frame) in _cells(runs, axes, rows, cols):
         column = r.get("loss_metric") if r.get("loss_metric") in frame else "train/loss"
-        data = frame[["step", column]].dropna()
-        ax.plot(data["step"], data[column], color="k", lw=1.2)
+        band(ax, view.seeds(r) or [frame], column, "k", lw=1.2)
         for lo, hi in r.get("plateaus") if isinstance(r.get("plateaus"), list) else []:
             ax.axvspan(lo, hi, color="tab:blue", alpha=0.12)
         theory = r.get("theory_times") if isinstance(r.get("theory_times"), list) else []
@@ -94,11 +84,11 @@ def loss_figure(runs, cols, rows, col, row, path: Path) -> Path:
         ax.set_xlim(0, _xlim(r, frame))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.set_xlabel("step", fontsize=8)
+        label(ax, "step", fontsize=8)
         _title(ax, col, cv, row, rv, r)
-    axes[0][0].set_ylabel("||C - I||^2")
-    fig.suptitle("Barlow Twins loss with the plateaus read off it (shaded); dashed: predicted "
-                 "step times", fontsize=10)
+    axes[0][0].set_ylabel("Barlow Twins loss ||C - I||^2")
+    title(fig, "Barlow Twins loss with the plateaus read off it (shaded); dashed: predicted "
+          "step times", selection(view, runs))
     return save(fig, path)
 
 

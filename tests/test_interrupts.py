@@ -89,16 +89,42 @@ def test_an_interrupted_run_checkpoints_and_resumes_to_the_uninterrupted_metrics
     pd.testing.assert_frame_equal(metrics(reference), metrics(stopped), check_exact=True)
 
 
-def test_an_interrupted_ensemble_is_killed_and_its_members_restart(tmp_path, tiny_overrides):
-    config = load_experiment("grokking", "quick", tiny_overrides + LONG + [
-        "trainer.max_steps=100000", "sweep.grid={}", "sweep.seeds=[0, 1]"])
+def test_an_interrupted_ensemble_resumes_to_the_uninterrupted_metrics(tmp_path, tiny_overrides):
+    # Members differ in seed and weight decay, draw their own minibatches and measure sharpness
+    # with warm-started Lanczos: all of it must come back from the shared checkpoint.
+    overrides = tiny_overrides + LONG + [
+        "sweep.grid={optim.weight_decay: [0.0, 1.0]}", "sweep.seeds=[0]",
+        "measure.hessian={every: 50, probe_size: 64}"]
+    config = load_experiment("grokking", "quick", overrides)
+    reference = [RunDir(p) for p in prepare_sweep(config, expand(config), tmp_path / "ref")]
+    assert [r.status for r in execute_ensemble(reference, echo=quiet)] == ["completed"] * 2
     runs = [RunDir(p) for p in prepare_sweep(config, expand(config), tmp_path / "s")]
-    trained = lambda: runs[0].metrics_path.exists() and len(metrics(runs[0])) > 3  # noqa: E731
+    trained = lambda: runs[0].has_checkpoint() and len(metrics(runs[0])) > 3  # noqa: E731
     signal_self_when(trained, signal.SIGINT)
     results = execute_ensemble(runs, echo=quiet)
     assert [r.status for r in results] == [Status.KILLED] * 2
     assert all(r.meta["ended"] and not r.lock_path.exists() for r in runs)
-    assert not runs[0].has_checkpoint()  # ensembles do not checkpoint: members restart
+    step = checkpoint_step(runs[0].last_checkpoint)
+    assert 0 < step < 600 and checkpoint_step(runs[1].last_checkpoint) == step
+
+    assert [r.status for r in execute_ensemble(runs, echo=quiet)] == ["completed"] * 2
+    for got, expected in zip(runs, reference):
+        assert got.meta["resumed_at_steps"] == [step]
+        pd.testing.assert_frame_equal(metrics(got), metrics(expected), check_exact=True)
+
+
+def test_an_ensemble_regrouped_differently_starts_afresh_saying_why(tmp_path, tiny_overrides):
+    config = load_experiment("grokking", "quick", tiny_overrides + LONG + [
+        "trainer.max_steps=100000", "sweep.grid={}", "sweep.seeds=[0, 1, 2]"])
+    runs = [RunDir(p) for p in prepare_sweep(config, expand(config), tmp_path / "s")]
+    trained = lambda: runs[0].has_checkpoint() and len(metrics(runs[0])) > 3  # noqa: E731
+    signal_self_when(trained, signal.SIGINT)
+    assert {r.status for r in execute_ensemble(runs, echo=quiet)} == {Status.KILLED}
+    from dynamics_lab.train.ensemble_checkpoint import ensemble_start
+
+    assert ensemble_start(runs[:2], resume=None) is None  # another grouping: members 0 and 1
+    assert "belongs to the ensemble of" in runs[0].meta["restarted"]
+    assert not runs[0].metrics_path.exists() and runs[2].has_checkpoint()
 
 
 def cli(*args, **kwargs):

@@ -7,8 +7,8 @@ as a single run (seed_everything(seed), then task, then model), draws its own mi
 runs its own copy of every measurement (`ensemble_measure.py`). Members may differ in `VARYING`:
 the seed, the weight decay, the initial scale, and the step size for the SGD family (whose
 update is linear in the gradient); everything else, the data included, is shared.
-Not supported inside an ensemble: mid-run checkpoints (a killed ensemble restarts its members),
-W&B logging (members log locally).
+Ensembles checkpoint like single runs and resume when their members come back together
+(`ensemble_checkpoint.py`). Not supported inside an ensemble: W&B logging (members log locally).
 """
 
 from __future__ import annotations
@@ -88,6 +88,13 @@ def ensemble_data(tasks: list, shared: bool):
             tasks[0].trainer = self.trainer
             return tasks[0].val_dataloader()
 
+        def state_dict(self) -> dict:
+            return {"members": [task.state_dict() for task in tasks]}  # minibatch positions
+
+        def load_state_dict(self, state: dict) -> None:
+            for task, member in zip(tasks, state.get("members", [])):
+                task.load_state_dict(member)
+
     return EnsembleData()
 
 
@@ -116,24 +123,36 @@ def build_members(configs: list[ExperimentConfig]) -> tuple[list, list]:
     return tasks, models
 
 
-def execute_ensemble(runs: list[RunDir], echo=print) -> list[RunResult]:
-    """Train `runs` as one ensemble; record each member's status, metrics and verdict."""
+def execute_ensemble(runs: list[RunDir], resume: bool | None = None,
+                     echo=print) -> list[RunResult]:
+    """Train `runs` as one ensemble; record each member's status, metrics and verdict.
+    `resume`: None continues from the members' shared checkpoint when they all hold it (a
+    sweep's retry), True insists on it, False starts afresh (`ensemble_checkpoint.py`)."""
     import lightning as L
 
     from dynamics_lab.tasks.base import TensorTask
+    from dynamics_lab.tracking.checkpoint import (
+        AtomicCheckpointIO,
+        RandomState,
+        allowing_safe_globals,
+    )
     from dynamics_lab.tracking.metrics import LocalMetricsLogger
+    from dynamics_lab.train.ensemble_checkpoint import EnsembleCheckpoint
     from dynamics_lab.train.ensemble_measure import EnsembleMeasurements
     from dynamics_lab.train.ensemble_module import EnsembleModule
-    from dynamics_lab.train.runner import build_measurements, trainer_settings
+    from dynamics_lab.train.runner import build_measurements, trainer_settings, weights_only
 
     members = {"size": len(runs), "members": [r.path.name for r in runs]}
-    with Lifecycle(runs, ensemble=members) as life:
+    with Lifecycle(runs, resume, ensemble=members) as life:
         first = life.configs[0]
         if first.logging.wandb:
             echo("note: ensemble members log locally only (no W&B)")
         if len({group_key(c.to_dict()) for c in life.configs}) != 1:
             raise ValueError(f"ensemble members may differ only in {', '.join(VARYING)}")
         check_ensemble(first)
+        if life.checkpoint:
+            echo(f"resuming the ensemble of {len(runs)} from step "
+                 f"{runs[0].meta['resumed_at_steps'][-1]}")
         device = life.resolve_device(first.trainer.device)
         tasks, models = build_members(life.configs)
         shared = (first.trainer.batch_size is None
@@ -141,14 +160,20 @@ def execute_ensemble(runs: list[RunDir], echo=print) -> list[RunResult]:
         loggers = [[LocalMetricsLogger(r.path)] for r in runs]
         module = EnsembleModule(models, tasks[0].spec.loss, [c.optim for c in life.configs],
                                 loggers, first.trainer.log_every, shared)
-        callbacks = []
+        callbacks: list = []
         if first.measure:
             callbacks.append(EnsembleMeasurements(
                 [build_measurements(c) for c in life.configs], tasks, loggers,
                 [str(r.path) for r in runs],
                 lambda step: [module.member_hyper(m) for m in range(module.size)]))
+        t = first.trainer
+        checkpoint = EnsembleCheckpoint(runs, t.checkpoint_every or t.max_steps, t.eval_every,
+                                        lambda: life.stop.requested is not None, first.name)
         trainer = L.Trainer(**trainer_settings(first, device), logger=False,
-                            callbacks=callbacks, default_root_dir=runs[0].path)
-        trainer.fit(module, datamodule=ensemble_data(tasks, shared))
+                            callbacks=[*callbacks, RandomState(), checkpoint, life.stop],
+                            default_root_dir=runs[0].path, plugins=[AtomicCheckpointIO()])
+        with life.stop.deferred(), allowing_safe_globals():
+            trainer.fit(module, datamodule=ensemble_data(tasks, shared),
+                        ckpt_path=life.checkpoint, **weights_only())
         life.ended(module.diverged)
     return life.results

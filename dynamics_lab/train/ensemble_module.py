@@ -156,6 +156,13 @@ class EnsembleModule(FusedSteps):
         weight decay (what its optimizer in a separate run would hold)."""
         return {"lr": self.lrs[member], "weight_decay": self.member_optims[member].weight_decay}
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["diverged_members"] = list(self.diverged)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.diverged = list(checkpoint.get("diverged_members", self.diverged))
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.stacked.parameters(), self.optim_config)
 

@@ -148,10 +148,9 @@ class Lifecycle:
             return path
         if single:
             return start_point(self.runs[0], required=bool(self.resume), fits=fits)
-        for run in self.runs:  # afresh; ensembles do not checkpoint, members restart together
-            if run.status != Status.PENDING:
-                run.reset()
-        return None
+        from dynamics_lab.train.ensemble_checkpoint import ensemble_start
+
+        return ensemble_start(self.runs, self.resume)
 
     def _release(self) -> None:
         for lock in self._locks:

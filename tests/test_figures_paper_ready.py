@@ -107,7 +107,8 @@ def check(figures, view, step: float | None = None, band: bool = True) -> None:
 def test_edge_of_stability(tmp_path, drawn):
     table = grid({"optim.lr": [0.01, 0.02], "optim.weight_decay": [0.0, 0.1]}, crossing_step=150)
     view = view_of(tmp_path, table, ["optim.lr", "optim.weight_decay"], lambda r: {
-        "hessian/lambda_max": 2 / r["optim.lr"] * sigmoid(150), "train/loss": 1 - 0.5 * sigmoid(200)})
+        "hessian/lambda_max": 2 / r["optim.lr"] * sigmoid(150),
+        "train/loss": 1 - 0.5 * sigmoid(200)})
     figures = drawn("edge_of_stability", view)
     check(figures, view, step=150)
     assert "2 of 4 grid points (weight decay = 0.1)" in figures[0]._suptitle.get_text()
@@ -160,3 +161,19 @@ def test_stepwise(tmp_path, drawn):
     figures = drawn("stepwise", view)
     check(figures, view, step=100.0)
     assert "all 2 grid points" in figures[0]._suptitle.get_text()
+
+
+def test_lazy_rich_and_hessian_rank_summaries_name_every_run(tmp_path, drawn):
+    table = grid({"model.alpha": [0.1, 1.0, 4.0]}, final_val_loss=0.2, lazy_test_loss=0.3,
+                 kernel_distance=0.5, alignment_max=0.6, delay_ratio=1.1)
+    view = view_of(tmp_path, table, ["model.alpha"], lambda r: {
+        "train/loss": 1 - 0.9 * sigmoid(100), "val/loss": 1 - 0.7 * sigmoid(200),
+        "ntk/alignment": 0.2 + 0.5 * sigmoid(150)})
+    figures = drawn("lazy_rich", view)
+    check(figures, view, band=False)
+    assert any("every run: 9 (3 grid points x 3 seeds)" in f._suptitle.get_text()
+               for f in figures)
+    table = grid({"model.width": [4, 8, 16], "model.depth": [2]}, measured_rank=10,
+                 predicted_rank=10, n_params=100)
+    view = view_of(tmp_path, table, ["model.width", "model.depth"], lambda r: {"train/loss": 1})
+    check(drawn("hessian_rank", view), view, band=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.figure_marks import label, title
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 
 WIDTH, DEPTH = "model.width", "model.depth"
@@ -22,7 +23,7 @@ def _numeric(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return out.dropna(subset=[c for c in present if c in ("measured_rank", "predicted_rank")])
 
 
-def fraction_figure(table: pd.DataFrame, x: str, path: Path) -> Path:
+def fraction_figure(view, table: pd.DataFrame, x: str, path: Path) -> Path:
     """Rank / parameters against `x`, one colour per depth: the formula as a line, measured
     Hessian ranks as dots, the Gauss-Newton part dashed (formula) and as crosses (measured)."""
     plt = pyplot()
@@ -32,12 +33,12 @@ def fraction_figure(table: pd.DataFrame, x: str, path: Path) -> Path:
     for i, (depth, part) in enumerate(groups):
         part = part.sort_values(x)
         colour = palette[i % len(palette)]
-        label = f"depth {depth:g}" if depth is not None else "runs"
+        name = f"depth {depth:g}" if depth is not None else "runs"
         formula = part.groupby(x)[["predicted_rank", "n_params"]].first()
         ax.plot(formula.index, formula["predicted_rank"] / formula["n_params"], "-",
-                color=colour, lw=1.4, label=f"{label}: formula")
+                color=colour, lw=1.4, label=f"{name}: formula")
         ax.plot(part[x], part["measured_rank"] / part["n_params"], "o", color=colour, ms=6,
-                mfc="none", label=f"{label}: measured")
+                mfc="none", label=f"{name}: measured")
         if "predicted_outer_rank" in part:
             outer = part.groupby(x)[["predicted_outer_rank", "n_params"]].first()
             ax.plot(outer.index, outer["predicted_outer_rank"] / outer["n_params"], "--",
@@ -50,16 +51,16 @@ def fraction_figure(table: pd.DataFrame, x: str, path: Path) -> Path:
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel(x)
+    label(ax, x)
     ax.set_ylabel("rank / number of parameters")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title("Hessian rank (solid, dots) and its Gauss-Newton part (dashed, crosses)",
-                 fontsize=9)
+    title(fig, "Hessian rank (solid, dots) and its Gauss-Newton part (dashed, crosses)",
+          f"{view.every_run(table)}, each a dot", fontsize=9)
     return save(fig, path)
 
 
-def scatter_figure(table: pd.DataFrame, path: Path) -> Path:
+def scatter_figure(view, table: pd.DataFrame, path: Path) -> Path:
     """Measured against predicted rank for every run (y = x: the formula), parameters in grey."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
@@ -74,7 +75,7 @@ def scatter_figure(table: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("measured rank; number of parameters")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    ax.set_title("measured Hessian rank against the closed form", fontsize=10)
+    title(fig, "measured Hessian rank against the closed form", view.every_run(table))
     return save(fig, path)
 
 
@@ -84,5 +85,5 @@ def write_figures(view) -> list[Path]:
     if table.empty:
         return []
     x = WIDTH if WIDTH in table and table[WIDTH].nunique() > 1 else "n_params"
-    return [fraction_figure(table, x, view.out / "rank_fraction.png"),
-            scatter_figure(table, view.out / "rank_vs_formula.png")]
+    return [fraction_figure(view, table, x, view.out / "rank_fraction.png"),
+            scatter_figure(view, table, view.out / "rank_vs_formula.png")]

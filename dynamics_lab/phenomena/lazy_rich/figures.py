@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.figure_marks import label, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 
 LOSSES = (("train/loss", "train loss", "tab:blue"), ("val/loss", "test loss", "tab:orange"))
@@ -20,14 +21,14 @@ KERNEL = (("ntk/alignment", "NTK-label alignment", "tab:green"),
 
 def _plot(ax, frame: pd.DataFrame, columns) -> list:
     lines = []
-    for column, label, color in columns:
+    for column, text, color in columns:
         if column in frame:
             data = frame[["step", column]].dropna()
-            lines += ax.plot(data["step"].clip(lower=1), data[column], label=label, color=color)
+            lines += ax.plot(data["step"].clip(lower=1), data[column], label=text, color=color)
     return lines
 
 
-def kernel_and_loss_panels(runs: dict[str, pd.DataFrame], path: Path) -> Path:
+def kernel_and_loss_panels(view, runs: dict[str, pd.DataFrame], path: Path) -> Path:
     """Per run: losses (log scale, left) and alignment / kernel distance (right) against step."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
@@ -38,7 +39,7 @@ def kernel_and_loss_panels(runs: dict[str, pd.DataFrame], path: Path) -> Path:
                                     ls=":", lw=1, label="test loss, kernel regression with K0"))
         ax.set_yscale("log")
         ax.set_xscale("log")
-        ax.set_xlabel("step")
+        label(ax, "step")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
         twin = ax.twinx()
@@ -49,7 +50,8 @@ def kernel_and_loss_panels(runs: dict[str, pd.DataFrame], path: Path) -> Path:
             ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="lower left")
         if ax is axes[0][-1]:
             twin.set_ylabel("alignment / distance")
-    fig.suptitle("lazy vs rich: the kernel moves and aligns when the test loss falls")
+    title(fig, "lazy vs rich: the kernel moves and aligns when the test loss falls",
+          f"{view.selection(view.centre(view.axes[:1]).head(len(runs)))}, lowest seed")
     return save(fig, path)
 
 
@@ -69,7 +71,7 @@ def _spread(ax, table, axis, column, label, color, marker="o"):
     ax.plot(stats.index, stats["mean"], marker + "-", color=color, label=label)
 
 
-def regime_summary(table: pd.DataFrame, axis: str, path: Path) -> Path:
+def regime_summary(view, table: pd.DataFrame, axis: str, path: Path) -> Path:
     """Final test loss (and the lazy baseline), kernel distance and peak alignment against the
     swept key; each seed a point, the mean a line; the verdicts (k/n grokked) annotated."""
     plt = pyplot()
@@ -79,8 +81,7 @@ def regime_summary(table: pd.DataFrame, axis: str, path: Path) -> Path:
             "x")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(axis)
-    ax.set_ylabel("test loss")
+    label(ax, axis, "val/loss")
     twin = ax.twinx()
     _spread(twin, table, axis, "kernel_distance", "kernel distance", "tab:red", "s")
     _spread(twin, table, axis, "alignment_max", "peak alignment", "tab:green", "^")
@@ -94,11 +95,13 @@ def regime_summary(table: pd.DataFrame, axis: str, path: Path) -> Path:
             if pd.notna(y):
                 ax.annotate(f"{k}/{len(part)} grokked", (value, y), fontsize=6,
                             textcoords="offset points", xytext=(2, 4))
-    ax.set_title("output scale: final test loss, kernel movement", fontsize=10)
+    title(fig, "output scale: final test loss, kernel movement",
+          f"{view.every_run(table)}: each seed a point, the line its mean")
     return save(fig, path)
 
 
-def delay_figure(table: pd.DataFrame, axis: str, path: Path, min_ratio: float = 2.0) -> Path:
+def delay_figure(view, table: pd.DataFrame, axis: str, path: Path,
+                 min_ratio: float = 2.0) -> Path:
     """Left: steps at which the train and the test loss reach the shared level (Kumar et al.'s
     step gap). Right: the test drop step over the train fit step (the grokking delay in the raw
     losses), with the detector's threshold. Each seed a point, the mean a line."""
@@ -108,8 +111,7 @@ def delay_figure(table: pd.DataFrame, axis: str, path: Path, min_ratio: float = 
     _spread(left, table, axis, "test_cross_step", "test loss at the shared level", "tab:orange")
     left.set_xscale("log")
     left.set_yscale("log")
-    left.set_xlabel(axis)
-    left.set_ylabel("step")
+    label(left, axis, "step")
     left.legend(fontsize=7)
     left.grid(alpha=0.3, which="both")
     _spread(right, table, axis, "delay_ratio", "test drop / train fit", "k")
@@ -117,7 +119,7 @@ def delay_figure(table: pd.DataFrame, axis: str, path: Path, min_ratio: float = 
                   label=f"grokked above {min_ratio:g}x (detector default)")
     right.set_xscale("log")
     right.set_yscale("log")
-    right.set_xlabel(axis)
+    label(right, axis)
     right.set_ylabel("test drop step / train fit step")
     right.legend(fontsize=7)
     right.grid(alpha=0.3, which="both")
@@ -125,8 +127,8 @@ def delay_figure(table: pd.DataFrame, axis: str, path: Path, min_ratio: float = 
         values = sorted(table[axis].dropna().unique())
         ax.set_xticks(values, [f"{v:g}" for v in values])
         ax.minorticks_off()
-    fig.suptitle("grokking delay (Kumar et al.): step gap at the shared level, and the test drop "
-                 "against the train fit", fontsize=10)
+    title(fig, "grokking delay (Kumar et al.): step gap at the shared level, and the test drop "
+          "against the train fit", f"{view.every_run(table)}: each seed a point, the line its mean")
     return save(fig, path)
 
 
@@ -134,12 +136,13 @@ def write_figures(view, min_ratio: float = 2.0) -> list[Path]:
     written = []
     runs = view.representative()
     if runs:
-        written.append(kernel_and_loss_panels(runs, view.out / "kernel_and_loss.png"))
+        written.append(kernel_and_loss_panels(view, runs, view.out / "kernel_and_loss.png"))
     if view.axes and "final_val_loss" in view.table:
-        written.append(regime_summary(view.table, view.axes[0], view.out / "regime_summary.png"))
+        written.append(regime_summary(view, view.table, view.axes[0],
+                                      view.out / "regime_summary.png"))
     table = view.table
     if view.axes and "delay_ratio" in table and np.isfinite(
             pd.to_numeric(table["delay_ratio"], errors="coerce")).sum() >= 2:
-        written.append(delay_figure(table, view.axes[0], view.out / "grokking_delay.png",
+        written.append(delay_figure(view, table, view.axes[0], view.out / "grokking_delay.png",
                                     min_ratio))
     return written

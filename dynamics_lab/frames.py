@@ -1,14 +1,19 @@
 """Runs on disk as pandas DataFrames, for notebooks: `load_run`, `load_sweep`, `load_sweeps`.
 
 Wide form: one row per (run, step), metric columns beside the run's identity, the swept config
-keys (dotted, e.g. `optim.weight_decay`), seed, status and verdict (`verdict.*`, typed: numbers
-are numbers, flags are booleans). `config=True` adds every config key. Long form: one row per
-(run, step, metric) with a `value` column, the shape seaborn and groupby want. Metrics come
-from metrics.parquet when the run wrote it. Nothing here imports torch or Lightning.
+keys (dotted, e.g. `optim.weight_decay`), seed, status and verdict (`verdict/<field>`, as in the
+runs' W&B summaries; typed: numbers are numbers, flags are booleans). `config=True` adds every
+config key. Long form: one row per (run, step, metric) with a `value` column, the shape seaborn
+and groupby want. Metrics come from metrics.parquet when the run wrote it. Nothing here imports
+torch or Lightning.
 
     >>> import dynamics_lab
     >>> runs = dynamics_lab.load_sweep("runs/grokking/20261129-101500-ab12")
     >>> runs.groupby("optim.weight_decay")["val/acc"].max()
+
+`run_fields` and `verdict_fields` are the one reader of a run's row, used here and by the
+report's tables (report/tables.py), whose rows carry the verdict under its fields' own names,
+as the phenomena's figures and the results/ tables read them.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from dynamics_lab.tracking.metrics import MetricsError, read_run_metrics
 from dynamics_lab.tracking.rundir import MANIFEST, RunDir, RunDirError, read_json
 
 Form = Literal["wide", "long"]
-VERDICT = "verdict."  # prefix of the verdict fields' columns
+VERDICT = "verdict/"  # the verdict fields' columns, as W&B run summaries name them
 IDENTITY = ("run_id", "sweep_id")
 RUN_FIELDS = ("seed", "status", "wall_time_s")
+# Outcome values (phenomena/base.py) of a verdict written before `undetermined` existed.
+OUTCOMES = ("detected", "not_detected")
 
 
 class SkippedRunWarning(UserWarning):
@@ -53,17 +60,34 @@ def swept_keys(sweep_dir: Path | str) -> list[str]:
         return []
 
 
-def run_info(run: RunDir, keys: list[str] | None = None) -> dict:
-    """A run's identity, config (only `keys` when given; every key when None), seed, status and
-    verdict as one flat dict."""
+def run_fields(run: RunDir, values: dict) -> dict:
+    """A run's identity, the config `values` given for it, seed, status, wall time and error."""
     meta = run.meta
+    row = {"run_id": run.path.name, "sweep_id": run.path.parent.name, **values}
+    row.setdefault("seed", meta.get("seed"))
+    row.update(status=meta.get("status"), wall_time_s=meta.get("wall_time_s"),
+               error=meta.get("error"))
+    return row
+
+
+def verdict_fields(run: RunDir) -> dict:
+    """verdict.json's fields ({} without one); a verdict written before verdicts had three
+    outcomes gets its `outcome` from `detected`."""
+    verdict = run.verdict() or {}
+    if verdict and "outcome" not in verdict:
+        verdict["outcome"] = OUTCOMES[0] if verdict.get("detected") else OUTCOMES[1]
+    return verdict
+
+
+def run_info(run: RunDir, keys: list[str] | None = None) -> dict:
+    """A run's fields (`run_fields`) with its config (only `keys` when given; every key when
+    None) and its verdict (`verdict/<field>`) as one flat dict."""
     config = {k: v for k, v in flatten(run.config()).items() if not k.startswith("sweep.")}
     if keys is not None:
         config = {k: config.get(k) for k in keys if k != "seed"}
-    verdict = {VERDICT + k: v for k, v in (run.verdict() or {}).items()}
-    return {"run_id": run.path.name, "sweep_id": run.path.parent.name, **config,
-            "seed": meta.get("seed", config.get("seed")), "status": meta.get("status"),
-            "wall_time_s": meta.get("wall_time_s"), **verdict}
+    seed = {"seed": run.meta.get("seed", config.pop("seed", None))}
+    return {**run_fields(run, {**config, **seed}),
+            **{VERDICT + k: v for k, v in verdict_fields(run).items()}}
 
 
 def typed(frame: pd.DataFrame) -> pd.DataFrame:

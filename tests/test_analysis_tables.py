@@ -75,16 +75,17 @@ def test_the_loaders_are_listed_for_tab_completion():
 def test_verdict_fields_come_back_typed(sweep):
     wide = dynamics_lab.load_sweep(sweep)
     for field in ("delay_ratio", "generalization_step", "fit_step"):
-        assert pd.api.types.is_float_dtype(wide[f"verdict.{field}"]), field
-    assert pd.api.types.is_bool_dtype(wide["verdict.detected"])
+        assert pd.api.types.is_float_dtype(wide[f"verdict/{field}"]), field
+    assert pd.api.types.is_bool_dtype(wide["verdict/detected"])
     assert pd.api.types.is_integer_dtype(wide["seed"])
-    assert wide.groupby("optim.weight_decay")["verdict.delay_ratio"].mean().iloc[1] == 4.5
+    assert wide.groupby("optim.weight_decay")["verdict/delay_ratio"].mean().iloc[1] == 4.5
 
 
 def test_default_columns_are_swept_keys_seed_status_verdict_and_metrics(sweep):
     wide = dynamics_lab.load_sweep(sweep)
-    assert [c for c in wide.columns if not c.startswith("verdict.")] == [
-        "run_id", "sweep_id", "optim.weight_decay", "seed", "status", "wall_time_s", "step",
+    assert [c for c in wide.columns if not c.startswith("verdict/")] == [
+        "run_id", "sweep_id", "optim.weight_decay", "seed", "status", "wall_time_s", "error",
+        "step",
         "train/acc", "val/acc"]
     full = dynamics_lab.load_sweep(sweep, config=True)
     assert {"task.p", "model.width", "optim.lr", "phenomenon.name"} <= set(full.columns)

@@ -23,7 +23,7 @@ def test_load_sweep_wide_joins_config_status_verdict_and_metrics(sweep_dir):
     wide = dynamics_lab.load_sweep(sweep_dir, config=True)
     assert sorted(wide["optim.weight_decay"].unique()) == [0.0, 1.0]
     assert set(wide["status"]) == {"completed"}
-    assert wide["verdict.phenomenon"].eq("grokking").all()
+    assert wide["verdict/phenomenon"].eq("grokking").all()
     assert {"step", "train/acc", "val/acc", "run_id", "task.p", "model.width"} <= set(wide)
     per_run = wide.groupby("run_id")["step"].apply(list)
     assert len(per_run) == 2 and all(steps == [0, 10, 20, 30, 40] for steps in per_run)

@@ -30,7 +30,7 @@ def test_the_notebook_executes_and_draws_its_figure(executed):
 
 def test_the_notebook_shows_typed_verdicts_and_compares_the_two_sweeps(executed):
     dtypes = outputs(executed[1])
-    assert "verdict.delay_ratio" in dtypes and "float64" in dtypes and "bool" in dtypes
+    assert "verdict/delay_ratio" in dtypes and "float64" in dtypes and "bool" in dtypes
     compared = outputs(executed[-1])
     assert "train 0.6" in compared and "train 0.5" in compared and "seeds" in compared
     counts = outputs(executed[-2])

@@ -79,7 +79,7 @@ def test_rounds_refine_the_boundary_in_one_sweep_that_load_sweep_reads(
     assert set(manifest["grid"]) == {WD, FRACTION}
     table = dynamics_lab.load_sweep(search.sweep_dir)
     assert set(table["run_id"]) == {r["run_id"] for r in manifest["runs"]}
-    assert {WD, FRACTION, "verdict.outcome"} <= set(table.columns)
+    assert {WD, FRACTION, "verdict/outcome"} <= set(table.columns)
     written = write_outputs(search, echo=lambda line: None)
     assert {p.name for p in written} == {POINTS_FILE, MAP_FILE, PANEL_FILE}
     points = (search.sweep_dir / POINTS_FILE).read_text().splitlines()

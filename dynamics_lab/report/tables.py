@@ -6,19 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.frames import find_sweeps, run_fields, verdict_fields
 from dynamics_lab.tracking.rundir import MANIFEST, RunDir, RunDirError, read_json
 
 VERDICT_SKIP = ("phenomenon",)
 MISSING = "missing"  # not a run status: the report could not read the run directory
-
-
-def find_sweeps(root: Path) -> list[Path]:
-    """Sweep directories (those holding a manifest) under `root`, oldest first."""
-    root = Path(root)
-    if (root / MANIFEST).is_file():
-        return [root]
-    return sorted((p.parent for p in root.rglob(MANIFEST)), key=lambda p: p.name)
 
 
 def latest_sweep(root: Path, min_runs: int = 1) -> Path | None:
@@ -29,21 +21,12 @@ def latest_sweep(root: Path, min_runs: int = 1) -> Path | None:
 
 
 def run_row(run_dir: Path, overrides: dict | None = None) -> dict:
-    """One run as a flat dict: identity, swept values, status, wall time, verdict fields."""
+    """One run as a flat dict (frames' reader): identity, swept values, status, wall time, and
+    the verdict's fields under their own names, the detector's, as phenomena's figures read them.
+    """
     run = RunDir.open(run_dir)
-    meta = run.meta
-    row = {"run_id": run.path.name, "sweep_id": run.path.parent.name}
-    row.update(overrides or {})
-    row.update(status=meta.get("status"), wall_time_s=meta.get("wall_time_s"),
-               error=meta.get("error"))
-    verdict = run.verdict() or {}
-    if verdict and "outcome" not in verdict:  # written before verdicts had three outcomes
-        verdict["outcome"] = (Outcome.DETECTED if verdict.get("detected")
-                              else Outcome.NOT_DETECTED).value
-    for key, value in verdict.items():
-        if key not in VERDICT_SKIP:
-            row[key] = value
-    return row
+    verdict = {k: v for k, v in verdict_fields(run).items() if k not in VERDICT_SKIP}
+    return {**run_fields(run, overrides or {}), **verdict}
 
 
 def sweep_table(sweep_dir: Path) -> pd.DataFrame:

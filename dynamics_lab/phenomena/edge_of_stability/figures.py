@@ -65,8 +65,8 @@ def sharpness_figure(view, runs: list[Run], path: Path) -> Path:
     label(bottom, "step", "train/loss")
     bottom.grid(alpha=0.3)
     title(fig, "sharpness rises to the stability threshold (dashed: 2/eta) and hovers there",
-          f"{view.selection(runs)}, {seeds_text(counts)}; dotted lines: the lowest seed's "
-          "verdict steps (crossing)", fontsize=9)
+          f"{view.selection(runs)}, {seeds_text(counts)}; vertical lines: the lowest seed's "
+          "crossing step", fontsize=9)
     return save(fig, path)
 
 

@@ -97,7 +97,8 @@ def test_the_wandb_sweep_ranks_by_the_phenomenon_key_metric(tmp_path):
 
 
 def test_phenomena_import_neither_upward_nor_matplotlib():
-    code = ("import sys, dynamics_lab.phenomena, dynamics_lab.phenomena.battery; "
+    code = ("import sys, dynamics_lab.phenomena, dynamics_lab.phenomena.battery, "
+            "dynamics_lab.metric_names, dynamics_lab.thresholds; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'torch') "
             "or m.startswith(('dynamics_lab.report', 'dynamics_lab.tracking', "
             "'dynamics_lab.sweep', 'dynamics_lab.train', 'dynamics_lab.config'))))")

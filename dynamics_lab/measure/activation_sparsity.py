@@ -26,6 +26,7 @@ from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.measure.features import hidden_layers, representations
+from dynamics_lab.metric_names import Sparsity
 from dynamics_lab.registry import MEASUREMENTS
 
 KINDS = ("active_fraction", "dead_fraction", "distinct_active_fraction")
@@ -71,7 +72,7 @@ class ActivationSparsity(Measurement):
     """Logs the active, dead and distinct-active fractions of every hidden ReLU layer."""
 
     Config = ActivationSparsityConfig
-    prefix = "sparsity"
+    prefix = Sparsity.PREFIX
     config: ActivationSparsityConfig
 
     @override
@@ -89,6 +90,6 @@ class ActivationSparsity(Measurement):
         for name, rep in acts.items():
             layer = counts(rep, threshold)
             total += layer
-            metrics.update({f"sparsity/{k}/{name}": v for k, v in fractions(layer).items()})
-        metrics.update({f"sparsity/{k}": v for k, v in fractions(total).items()})
+            metrics.update({Sparsity.of(k, name): v for k, v in fractions(layer).items()})
+        metrics.update({Sparsity.of(k): v for k, v in fractions(total).items()})
         return metrics

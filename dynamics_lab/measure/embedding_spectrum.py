@@ -24,6 +24,8 @@ from torch import nn
 from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import Embedding
+from dynamics_lab.metric_names import Modes as ModeNames
 from dynamics_lab.registry import MEASUREMENTS
 
 Modes = tuple[torch.Tensor, torch.Tensor]  # (eigenvalues (k,), eigenvectors m x k)
@@ -52,7 +54,7 @@ class EmbeddingSpectrum(Measurement):
     """Logs `embedding/eig_i` and, when the modes are known, `modes/strength_j`."""
 
     Config = EmbeddingSpectrumConfig
-    prefix = "embedding"
+    prefix = Embedding.PREFIX
     config: EmbeddingSpectrumConfig
 
     def __init__(self, config: EmbeddingSpectrumConfig | None = None, /, *,
@@ -74,13 +76,13 @@ class EmbeddingSpectrum(Measurement):
         with torch.no_grad():
             z = model(x).double()
             eigs = torch.linalg.eigvalsh(cross_correlation(z.reshape(len(x), 2, -1)))
-            metrics = {f"embedding/eig_{i}": v for i, v in enumerate(eigs.flip(0).tolist())}
+            metrics = {Embedding.eigenvalue(i): v for i, v in enumerate(eigs.flip(0).tolist())}
             modes = self.modes_of(trainer)
             if modes is not None:
                 gamma, V = modes
                 n = self.config.n_modes or min(len(eigs), len(gamma))
                 order = torch.argsort(gamma, descending=True)[:n]
                 strengths = mode_strengths(model, gamma[order], V[:, order])
-                metrics.update({f"modes/strength_{j}": v
+                metrics.update({ModeNames.strength(j): v
                                 for j, v in enumerate(strengths.tolist())})
         return metrics

@@ -42,6 +42,7 @@ from dynamics_lab.linalg.representations import (
     relevant_mass,
 )
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import Features
 from dynamics_lab.models.layers import ACTIVATIONS
 from dynamics_lab.registry import MEASUREMENTS
 
@@ -121,7 +122,7 @@ class FeatureMetrics(Measurement):
     """Weight and representation structure: norms, ranks, CKA to init, Fourier/parity focus."""
 
     Config = FeaturesConfig
-    prefix = "features"
+    prefix = Features.PREFIX
     config: FeaturesConfig
 
     def __init__(self, config: FeaturesConfig | None = None, /, **kwargs: Any):
@@ -148,11 +149,12 @@ class FeatureMetrics(Measurement):
         for name, w in weight_layers(model).items():
             norm = float(w.norm())
             total += norm**2
-            metrics[f"features/weight_norm/{name}"] = norm
+            metrics[Features.per_layer("weight_norm", name)] = norm
             matrix = w.reshape(w.shape[0], -1)
-            metrics[f"features/weight_erank/{name}"] = float(effective_rank(matrix))
-            metrics[f"features/weight_pr/{name}"] = float(participation_ratio(matrix, center=False))
-        metrics["features/weight_norm"] = math.sqrt(total)
+            metrics[Features.per_layer("weight_erank", name)] = float(effective_rank(matrix))
+            metrics[Features.per_layer("weight_pr", name)] = float(
+                participation_ratio(matrix, center=False))
+        metrics[Features.WEIGHT_NORM] = math.sqrt(total)
         return metrics
 
     def representation_metrics(self, model: nn.Module) -> dict[str, float]:
@@ -162,11 +164,12 @@ class FeatureMetrics(Measurement):
         metrics = {}
         for name, rep in reps.items():
             centered = rep - rep.mean(0, keepdim=True)
-            metrics[f"features/erank/{name}"] = float(effective_rank(centered))
-            metrics[f"features/pr/{name}"] = float(participation_ratio(rep))
+            metrics[Features.per_layer("erank", name)] = float(effective_rank(centered))
+            metrics[Features.per_layer("pr", name)] = float(participation_ratio(rep))
             init = (self.representations_init or {}).get(name)
             if self.config.cka and init is not None and init.shape == rep.shape:
-                metrics[f"features/cka_init/{name}"] = float(linear_cka(init, rep.float().cpu()))
+                metrics[Features.per_layer("cka_init", name)] = float(
+                    linear_cka(init, rep.float().cpu()))
         return metrics
 
     def fourier(self, model: nn.Module, p: int) -> dict[str, float]:
@@ -174,12 +177,12 @@ class FeatureMetrics(Measurement):
         if weights is None or weights.shape[0] < p:
             return {}
         result = fourier_metrics(weights, p, top_k=self.config.top_k)
-        metrics = {f"features/fourier/{key}": float(result[key]) for key in
+        metrics = {Features.fourier(key): float(result[key]) for key in
                    ("ipr", "top_k_mass", "n_key_frequencies", "neuron_purity",
                     "constant_fraction")}
         power = result["power"]
         if len(power) <= self.config.max_power_columns:
-            metrics.update({f"features/fourier/power/{k}": float(v) for k, v in enumerate(power)})
+            metrics.update({Features.fourier(f"power/{k}"): float(v) for k, v in enumerate(power)})
         return metrics
 
     def relevant_focus(self, model: nn.Module, relevant: list[int]) -> dict[str, float]:
@@ -188,8 +191,8 @@ class FeatureMetrics(Measurement):
             return {}
         mass = relevant_mass(first, relevant)
         top = mass.sort(descending=True).values[: max(1, len(mass) // 10)]
-        return {"features/relevant_mass": float(mass.mean()),
-                "features/relevant_mass_top10": float(top.mean())}
+        return {Features.RELEVANT_MASS: float(mass.mean()),
+                Features.RELEVANT_MASS_TOP10: float(top.mean())}
 
     # -- checkpointed state -------------------------------------------------------------------
 

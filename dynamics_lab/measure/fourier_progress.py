@@ -45,6 +45,7 @@ from typing_extensions import override
 from dynamics_lab.linalg.representations import fourier_metrics
 from dynamics_lab.measure.base import Measurement, MeasurementConfig, model_of
 from dynamics_lab.measure.features import token_count, token_weights
+from dynamics_lab.metric_names import Fourier
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -98,7 +99,7 @@ class FourierProgress(Measurement):
     """
 
     Config = FourierProgressConfig
-    prefix = "fourier"
+    prefix = Fourier.PREFIX
     uses_probe = False
     config: FourierProgressConfig
 
@@ -136,7 +137,7 @@ class FourierProgress(Measurement):
                                 split_indices(task, p, device), self.config.chunk)
         last = max(rows) if rows else trainer.global_step
         rows.setdefault(last, {}).update(
-            {f"fourier/final_key_freq_{i}": float(k) for i, k in enumerate(keys)})
+            {Fourier.key_frequency(i, final=True): float(k) for i, k in enumerate(keys)})
         for step in sorted(rows):
             for logger in getattr(trainer, "loggers", ()):
                 logger.log_metrics(rows[step], step=step)
@@ -162,14 +163,14 @@ class FourierProgress(Measurement):
         metrics: dict[str, float] = {}
         if power is not None:
             share = power[[k - 1 for k in keys]].sum() / power.sum().clamp_min(1e-300)
-            metrics["fourier/key_power"] = float(share)
-        metrics.update({f"fourier/key_freq_{i}": float(k) for i, k in enumerate(keys)})
+            metrics[Fourier.KEY_POWER] = float(share)
+        metrics.update({Fourier.key_frequency(i): float(k) for i, k in enumerate(keys)})
         metrics.update(key_losses(logits, p, keys, splits))
         return metrics
 
 
 def key_losses(logits: torch.Tensor, p: int, keys: list[int], splits: dict[str, torch.Tensor],
-               prefix: str = "fourier/") -> dict[str, float]:
+               prefix: str = Fourier.RUNNING) -> dict[str, float]:
     """Restricted loss (held-out pairs), excluded loss (training pairs) and the key components'
     share of the logits' variance, under the key frequencies `keys`."""
     key = key_components(logits, p, keys)
@@ -205,7 +206,7 @@ def final_key_losses(model: nn.Module, folder: Path, p: int, keys: list[int],
         net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         logits = grid_logits(net, p, device, chunk)
         rows[int(path.stem.removeprefix("step_"))] = key_losses(logits, p, keys, splits,
-                                                                "fourier/final_")
+                                                                Fourier.FINAL)
     return rows
 
 

@@ -11,6 +11,7 @@ from typing_extensions import override
 from dynamics_lab.linalg.gradients import gradient_noise_scale, per_example_gradients
 from dynamics_lab.linalg.hvp import gradient, trainable_parameters
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import Gradients
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -33,7 +34,7 @@ class GradientStats(Measurement):
     """
 
     Config = GradientStatsConfig
-    prefix = "grad"
+    prefix = Gradients.PREFIX
     needs_loss = True
     config: GradientStatsConfig
 
@@ -45,22 +46,22 @@ class GradientStats(Measurement):
     def measure(self, trainer, pl_module, model) -> dict[str, float]:
         c, loss_fn = self.config, self.loss(pl_module)
         g = gradient(model, loss_fn, self.probe, chunk_size=c.chunk_size, seed=c.probe_seed)
-        metrics = {"grad/norm": float(g.norm())}
+        metrics = {Gradients.NORM: float(g.norm())}
         if c.per_layer:
             offset = 0
             for name, p in trainable_parameters(model).items():
-                metrics[f"grad/norm/{name}"] = float(g[offset:offset + p.numel()].norm())
+                metrics[Gradients.norm_of(name)] = float(g[offset:offset + p.numel()].norm())
                 offset += p.numel()
         if self.previous is not None:
-            metrics["grad/cosine_prev"] = float(torch.nn.functional.cosine_similarity(
+            metrics[Gradients.COSINE_PREV] = float(torch.nn.functional.cosine_similarity(
                 g, self.previous.to(g), dim=0))
         self.previous = g.detach().cpu()
         if c.noise_scale:
             per_example = per_example_gradients(model, loss_fn, self.probe,
                                                 chunk_size=c.chunk_size or 256)
             b_simple, g2, trace = gradient_noise_scale(per_example)
-            metrics.update({"grad/noise_scale": b_simple, "grad/true_norm_sq": g2,
-                            "grad/trace_cov": trace})
+            metrics.update({Gradients.NOISE_SCALE: b_simple, Gradients.TRUE_NORM_SQ: g2,
+                            Gradients.TRACE_COV: trace})
         return metrics
 
     @override

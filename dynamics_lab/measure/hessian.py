@@ -56,6 +56,7 @@ from dynamics_lab.linalg.spectrum import hutchinson_trace, spectral_density
 from dynamics_lab.linalg.tracker import TrackResult, track
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.measure.stability import stability, threshold_of, unwrap
+from dynamics_lab.metric_names import Hessian
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -99,24 +100,23 @@ class HessianConfig(MeasurementConfig):
         return self
 
 
-def eigen_metrics(result: LanczosResult | TrackResult,
-                  prefix: str = "hessian") -> dict[str, float]:
+def eigen_metrics(result: LanczosResult | TrackResult) -> dict[str, float]:
     """lambda_1..k, residuals, matvecs and `certified`: every reported value within tol (a
     converged Lanczos, or the tracker's certificate; `bound_i` bounds |lambda_i - true|)."""
-    metrics = {f"{prefix}/lambda_max": float(result.eigenvalues[0])}
+    metrics = {Hessian.LAMBDA_MAX: float(result.eigenvalues[0])}
     for i, (value, residual) in enumerate(zip(result.eigenvalues, result.residuals), start=1):
-        metrics[f"{prefix}/lambda_{i}"] = float(value)
-        metrics[f"{prefix}/residual_{i}"] = float(residual)
-    metrics[f"{prefix}/matvecs"] = float(result.n_matvec)
+        metrics[Hessian.eigenvalue(i)] = float(value)
+        metrics[Hessian.residual(i)] = float(residual)
+    metrics[Hessian.MATVECS] = float(result.n_matvec)
     if isinstance(result, TrackResult):
         certified = result.certified
         for i, bound in enumerate(result.bounds, start=1):
-            metrics[f"{prefix}/bound_{i}"] = float(bound)
-        metrics[f"{prefix}/fallback"] = float(result.method in ("lanczos", "audit"))
+            metrics[Hessian.bound(i)] = float(bound)
+        metrics[Hessian.FALLBACK] = float(result.method in ("lanczos", "audit"))
     else:
         certified = result.converged
-    metrics[f"{prefix}/converged"] = float(certified)
-    metrics[f"{prefix}/certified"] = float(certified)
+    metrics[Hessian.CONVERGED] = float(certified)
+    metrics[Hessian.CERTIFIED] = float(certified)
     return metrics
 
 
@@ -137,7 +137,7 @@ class HessianSpectrum(Measurement):
     """
 
     Config = HessianConfig
-    prefix = "hessian"
+    prefix = Hessian.PREFIX
     needs_loss = True
     config: HessianConfig
 
@@ -190,16 +190,16 @@ class HessianSpectrum(Measurement):
             self.vectors = tracked(result)
         metrics = eigen_metrics(result)
         if c.solver == "track":
-            metrics["hessian/batched"] = float(bool(self.batched))
+            metrics[Hessian.BATCHED] = float(bool(self.batched))
             self.measurements += 1
         optimizer = unwrap(trainer.optimizers[0]) if trainer.optimizers else None
         if optimizer is not None:
             metrics.update(self._threshold_metrics(optimizer, model, hvp, trainer.global_step))
         if c.trace:
             estimate = hutchinson_trace(hvp, hvp.dim, c.trace, dtype=hvp.dtype, device=hvp.device)
-            metrics["hessian/trace"] = estimate.value
+            metrics[Hessian.TRACE] = estimate.value
             if math.isfinite(estimate.stderr):
-                metrics["hessian/trace_stderr"] = estimate.stderr
+                metrics[Hessian.TRACE_STDERR] = estimate.stderr
         if c.density:
             metrics.update(self._density(trainer, hvp))
         return metrics
@@ -263,7 +263,7 @@ class HessianSpectrum(Measurement):
         found = stability(optimizer, [p for p in model.parameters() if p.requires_grad])
         if found is None:
             return metrics
-        metrics["hessian/threshold"] = found.threshold
+        metrics[Hessian.THRESHOLD] = found.threshold
         if self.config.preconditioned and found.scale is not None:
             root = found.scale.to(hvp.device, hvp.dtype).sqrt()
             l2 = None if found.l2 is None else found.l2.to(hvp.device, hvp.dtype)
@@ -284,9 +284,9 @@ class HessianSpectrum(Measurement):
             else:
                 result = self._lanczos(operator, hvp, self.precond_vectors, step)
                 self.precond_vectors = tracked(result)
-            metrics["hessian/precond_lambda_max"] = float(result.eigenvalues[0])
-            metrics["hessian/precond_matvecs"] = float(result.n_matvec)
-            metrics["hessian/precond_certified"] = float(
+            metrics[Hessian.PRECOND_LAMBDA_MAX] = float(result.eigenvalues[0])
+            metrics[Hessian.PRECOND_MATVECS] = float(result.n_matvec)
+            metrics[Hessian.PRECOND_CERTIFIED] = float(
                 result.certified if isinstance(result, TrackResult) else result.converged)
         return metrics
 
@@ -302,9 +302,9 @@ class HessianSpectrum(Measurement):
                  density=sd.density.numpy(), nodes=sd.nodes.numpy(), weights=sd.weights.numpy(),
                  step=trainer.global_step)
         used = sd.weights > 0
-        return {"hessian/density_negative_mass": negative,
-                "hessian/density_lambda_min": float(sd.nodes[used].min()),
-                "hessian/density_lambda_max": float(sd.nodes[used].max())}
+        return {Hessian.DENSITY_NEGATIVE_MASS: negative,
+                Hessian.DENSITY_LAMBDA_MIN: float(sd.nodes[used].min()),
+                Hessian.DENSITY_LAMBDA_MAX: float(sd.nodes[used].max())}
 
     # -- state -------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from dynamics_lab.linalg.hessian_rank import (
 )
 from dynamics_lab.linalg.hvp import hessian_vector_product
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import HessianRank as RankNames
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -60,7 +61,7 @@ class HessianRank(Measurement):
     """
 
     Config = HessianRankConfig
-    prefix = "hessian_rank"
+    prefix = RankNames.PREFIX
     needs_loss = True
     config: HessianRankConfig
 
@@ -83,7 +84,7 @@ class HessianRank(Measurement):
             estimate = self._slq(model, loss_fn, (x, y), trainer.global_step)
         metrics = rank_metrics(estimate, n_params, dense)
         if c.outer and dense:
-            metrics["hessian_rank/outer_rank"] = float(
+            metrics[RankNames.OUTER_RANK] = float(
                 matrix_rank(output_jacobian(model, x), c.rtol).rank)
         return metrics
 
@@ -98,14 +99,14 @@ class HessianRank(Measurement):
 
 
 def rank_metrics(estimate: RankEstimate, n_params: int, exact: bool) -> dict[str, float]:
-    metrics = {"hessian_rank/rank": float(estimate.rank),
-               "hessian_rank/rank_stderr": float(estimate.stderr),
-               "hessian_rank/n_params": float(n_params),
-               "hessian_rank/rank_fraction": float(estimate.rank) / n_params,
-               "hessian_rank/exact": float(exact),
-               "hessian_rank/lambda_abs_max": estimate.scale}
+    metrics = {RankNames.RANK: float(estimate.rank),
+               RankNames.RANK_STDERR: float(estimate.stderr),
+               RankNames.N_PARAMS: float(n_params),
+               RankNames.RANK_FRACTION: float(estimate.rank) / n_params,
+               RankNames.EXACT: float(exact),
+               RankNames.LAMBDA_ABS_MAX: estimate.scale}
     if estimate.smallest_kept is not None:
-        metrics["hessian_rank/smallest_kept"] = estimate.smallest_kept
+        metrics[RankNames.SMALLEST_KEPT] = estimate.smallest_kept
     if estimate.largest_dropped is not None:
-        metrics["hessian_rank/largest_dropped"] = estimate.largest_dropped
+        metrics[RankNames.LARGEST_DROPPED] = estimate.largest_dropped
     return metrics

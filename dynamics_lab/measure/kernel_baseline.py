@@ -27,6 +27,7 @@ from typing_extensions import override
 
 from dynamics_lab.linalg.ntk import empirical_ntk
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import Kernel
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -58,7 +59,7 @@ class KernelBaseline(Measurement):
     """
 
     Config = KernelBaselineConfig
-    prefix = "kernel"
+    prefix = Kernel.PREFIX
     uses_probe = False
     config: KernelBaselineConfig
     _done = False  # measured already (an instance sets its own once it has)
@@ -97,8 +98,8 @@ class KernelBaseline(Measurement):
         with torch.no_grad():
             test_loss = loss_fn(test_pred.to(yt.dtype).reshape(yt.shape), yt)
             train_loss = loss_fn(train_pred.to(y.dtype).reshape(y.shape), y)
-        return {"kernel/lazy_test_loss": float(test_loss),
-                "kernel/lazy_train_loss": float(train_loss), "kernel/lazy_rank": float(rank)}
+        return {Kernel.LAZY_TEST_LOSS: float(test_loss),
+                Kernel.LAZY_TRAIN_LOSS: float(train_loss), Kernel.LAZY_RANK: float(rank)}
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from torch import nn
 from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import Memory
 from dynamics_lab.models.memory import (
     Scheme,
     memory_predictions,
@@ -56,7 +57,7 @@ class MemoryRecall(Measurement):
     """Logs `memory/population_error`, `memory/recall_{lo}-{hi}` and the closed-form errors."""
 
     Config = MemoryRecallConfig
-    prefix = "memory"
+    prefix = Memory.PREFIX
     uses_probe = False  # it scores every token of the population
     config: MemoryRecallConfig
 
@@ -76,10 +77,10 @@ class MemoryRecall(Measurement):
             preds = torch.cat([model(x[i:i + self.config.chunk].to(device)).argmax(dim=-1).cpu()
                                for i in range(0, len(x), self.config.chunk)])
         wrong = preds != targets
-        metrics = {"memory/population_error": population_error(wrong, p)}
+        metrics = {Memory.POPULATION_ERROR: population_error(wrong, p)}
         by_rank = wrong[torch.sort(-p, stable=True).indices]
         for lo, hi in rank_buckets(len(p), self.config.n_buckets):
-            metrics[f"memory/recall_{lo}-{hi}"] = 1.0 - float(by_rank[lo - 1:hi].double().mean())
+            metrics[Memory.recall(lo, hi)] = 1.0 - float(by_rank[lo - 1:hi].double().mean())
         if self.config.estimators:
             if self._closed_form is None:
                 self._closed_form = self.closed_form(datamodule, model, targets, p)
@@ -108,6 +109,6 @@ class MemoryRecall(Measurement):
             for e, u in draws:
                 W = outer_product_memory(e, u, targets, q)
                 total += population_error(memory_predictions(W, e, u, chunk) != targets, p)
-            errors[f"memory/population_error_{scheme}"] = total / len(draws)
+            errors[Memory.population_error_of(scheme)] = total / len(draws)
         return errors
 

@@ -17,6 +17,7 @@ from torch import nn
 from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import Modes as ModeNames
 from dynamics_lab.registry import MEASUREMENTS
 
 Teacher = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -49,7 +50,7 @@ class Modes(Measurement):
     """Logs `modes/sv_i` and, when a teacher is known, `modes/strength_i`."""
 
     Config = ModesConfig
-    prefix = "modes"
+    prefix = ModeNames.PREFIX
     uses_probe = False  # it reads the weights only
     config: ModesConfig
 
@@ -73,8 +74,8 @@ class Modes(Measurement):
         if teacher is not None:
             U, _, V = teacher
             for i, value in enumerate(mode_strengths(W, U.cpu(), V.cpu()).tolist()):
-                metrics[f"modes/strength_{i}"] = value
+                metrics[ModeNames.strength(i)] = value
         n = self.config.n_singular or (len(teacher[1]) if teacher is not None else min(W.shape))
         for i, value in enumerate(torch.linalg.svdvals(W)[:n].tolist()):
-            metrics[f"modes/sv_{i}"] = value
+            metrics[ModeNames.singular_value(i)] = value
         return metrics

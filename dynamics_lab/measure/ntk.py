@@ -39,6 +39,7 @@ from dynamics_lab.linalg.ntk import (
     matrix_free_alignments,
 )
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
+from dynamics_lab.metric_names import NTK
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -77,7 +78,7 @@ class NTKAlignment(Measurement):
     """
 
     Config = NTKConfig
-    prefix = "ntk"
+    prefix = NTK.PREFIX
     config: NTKConfig
 
     def __init__(self, config: NTKConfig | None = None, /, **kwargs: Any):
@@ -98,7 +99,7 @@ class NTKAlignment(Measurement):
         # Class labels get a shuffled-label baseline beside the alignment.
         targets_all = [targets] + ([shuffled(targets, c.probe_seed)]
                                    if not torch.is_floating_point(y) else [])
-        metrics = {"ntk/param_movement": self._movement(model)}
+        metrics = {NTK.PARAM_MOVEMENT: self._movement(model)}
         if c.matrix_free:
             dtype = next(p for p in model.parameters() if p.requires_grad).dtype
             generator = torch.Generator(device=x.device).manual_seed(c.probe_seed + step)
@@ -106,25 +107,25 @@ class NTKAlignment(Measurement):
                 model, x, [t.to(dtype) for t in targets_all], n_probes=c.n_probes,
                 generator=generator, chunk_size=c.chunk_size)
             (value, stderr), *baseline = results
-            metrics["ntk/alignment_full_est"] = float(value)
-            metrics["ntk/alignment_full_est_stderr"] = float(stderr)
+            metrics[NTK.ALIGNMENT_FULL_EST] = float(value)
+            metrics[NTK.ALIGNMENT_FULL_EST_STDERR] = float(stderr)
             if baseline:
-                metrics["ntk/alignment_full_est_shuffled"] = float(baseline[0][0])
+                metrics[NTK.ALIGNMENT_FULL_EST_SHUFFLED] = float(baseline[0][0])
             return metrics
         kernel = empirical_ntk(model, x, "scalar" if n_outputs == 1 else "trace",
                                chunk_size=c.chunk_size)
         alignments = [float(kernel_alignment(kernel, t.to(kernel.dtype))) for t in targets_all]
-        metrics["ntk/alignment"] = alignments[0]
+        metrics[NTK.ALIGNMENT] = alignments[0]
         if len(alignments) > 1:
-            metrics["ntk/alignment_shuffled"] = alignments[1]
-        metrics["ntk/kernel_norm"] = float(torch.linalg.matrix_norm(kernel))
+            metrics[NTK.ALIGNMENT_SHUFFLED] = alignments[1]
+        metrics[NTK.KERNEL_NORM] = float(torch.linalg.matrix_norm(kernel))
         kernel = kernel.detach().double().cpu()  # kept in state: device- and precision-independent
         if self.kernel_init is None:
             self.kernel_init = kernel
-        metrics["ntk/distance_init"] = float(kernel_distance(self.kernel_init, kernel))
+        metrics[NTK.DISTANCE_INIT] = float(kernel_distance(self.kernel_init, kernel))
         if self.kernel_prev is not None and self.step_prev is not None and step > self.step_prev:
             distance = kernel_distance(self.kernel_prev, kernel)
-            metrics["ntk/velocity"] = float(distance) / (step - self.step_prev)
+            metrics[NTK.VELOCITY] = float(distance) / (step - self.step_prev)
         self.kernel_prev, self.step_prev = kernel, step
         return metrics
 

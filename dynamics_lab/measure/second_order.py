@@ -40,6 +40,7 @@ from dynamics_lab.measure.base import (
     model_of,
     to_network,
 )
+from dynamics_lab.metric_names import SecondOrder
 from dynamics_lab.registry import MEASUREMENTS
 
 # Eigenvalues within this relative distance of the top one are the top one: rounding's reach in
@@ -104,11 +105,11 @@ def top_mode(model: nn.Module, batch: tuple[Tensor, Tensor],
         (grad,) = torch.autograd.grad(call(theta, x) @ coeffs.to(flat), theta, create_graph=True)
         q = (torch.autograd.grad(grad @ j.to(flat), theta)[0].double() if grad.requires_grad
              else torch.zeros_like(j))  # outputs linear in theta: no curvature
-    metrics = {"second_order/ntk_lambda": lam, "second_order/ntk_lambda_2": lam_2,
-               "second_order/zeta": float(coeffs @ r), "second_order/a": float(j @ q) / lam,
-               "second_order/b": float(q @ q) / lam, "second_order/loss": float(r @ r) / (2 * n)}
+    metrics = {SecondOrder.NTK_LAMBDA: lam, SecondOrder.NTK_LAMBDA_2: lam_2,
+               SecondOrder.ZETA: float(coeffs @ r), SecondOrder.A: float(j @ q) / lam,
+               SecondOrder.B: float(q @ q) / lam, SecondOrder.LOSS: float(r @ r) / (2 * n)}
     if previous is not None and previous.shape == coeffs.shape:
-        metrics["second_order/ntk_lambda_prev_mode"] = float((jac.T @ previous.to(jac)).pow(2)
+        metrics[SecondOrder.NTK_LAMBDA_PREV_MODE] = float((jac.T @ previous.to(jac)).pow(2)
                                                              .sum())
     return metrics, coeffs
 
@@ -118,7 +119,7 @@ class SecondOrderModes(Measurement):
     """Logs the top NTK mode's eigenvalue, residual and curvature (module docstring)."""
 
     Config = SecondOrderModesConfig
-    prefix = "second_order"
+    prefix = SecondOrder.PREFIX
     needs_loss = True
     config: SecondOrderModesConfig
 

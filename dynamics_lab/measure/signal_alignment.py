@@ -32,6 +32,7 @@ from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.measure.features import first_linear
+from dynamics_lab.metric_names import Signal
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -86,7 +87,7 @@ class SignalAlignment(Measurement):
     """
 
     Config = SignalConfig
-    prefix = "signal"
+    prefix = Signal.PREFIX
     uses_probe = False
     config: SignalConfig
 
@@ -125,12 +126,12 @@ class SignalAlignment(Measurement):
         if key not in self._random:
             self._random[key] = random_level(W.shape[1], directions, self.config.random_samples)
         metrics = {
-            "signal/alignment": float((weights * align).sum()),
-            "signal/alignment_mean": float(align.mean()),
-            "signal/alignment_top10": float(top.mean()),
-            "signal/subspace_fraction": float((weights * subspace).sum()),
-            "signal/random_level": self._random[key],
+            Signal.ALIGNMENT: float((weights * align).sum()),
+            Signal.ALIGNMENT_MEAN: float(align.mean()),
+            Signal.ALIGNMENT_TOP10: float(top.mean()),
+            Signal.SUBSPACE_FRACTION: float((weights * subspace).sum()),
+            Signal.RANDOM_LEVEL: self._random[key],
         }
         if readout is not None:
-            metrics["signal/neuron_scale"] = float(scale.mean())
+            metrics[Signal.NEURON_SCALE] = float(scale.mean())
         return metrics

@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.metric_names import Hessian
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import diverged_at, first, first_column, series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
@@ -51,11 +52,11 @@ from dynamics_lab.phenomena.edge_of_stability.verdict import (
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.thresholds import stability_threshold
 
-SHARPNESS = ("hessian/precond_lambda_max", "hessian/lambda_max")
-THRESHOLD = "hessian/threshold"
+SHARPNESS = (Hessian.PRECOND_LAMBDA_MAX, Hessian.LAMBDA_MAX)
+THRESHOLD = Hessian.THRESHOLD
 # The flag each sharpness column's eigensolver logs beside it.
-CERTIFIED = {"hessian/precond_lambda_max": "hessian/precond_certified",
-             "hessian/lambda_max": "hessian/certified"}
+CERTIFIED = {Hessian.PRECOND_LAMBDA_MAX: Hessian.PRECOND_CERTIFIED,
+             Hessian.LAMBDA_MAX: Hessian.CERTIFIED}
 LOSSES = ("train/batch_loss", "train/loss")
 
 

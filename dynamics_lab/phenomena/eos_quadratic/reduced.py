@@ -21,9 +21,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-COLUMNS = ("second_order/ntk_lambda", "second_order/zeta", "second_order/a", "second_order/b",
-           "second_order/loss")
-PREVIOUS = "second_order/ntk_lambda_prev_mode"
+from dynamics_lab.metric_names import SecondOrder
+
+COLUMNS = (SecondOrder.NTK_LAMBDA, SecondOrder.ZETA, SecondOrder.A, SecondOrder.B,
+           SecondOrder.LOSS)
+PREVIOUS = SecondOrder.NTK_LAMBDA_PREV_MODE
 # The top mode's term varies by less than this share of the mode's change: it is fit, inactive.
 _ACTIVE = 1e-6
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dynamics_lab.metric_names import Fourier
 from dynamics_lab.phenomena.curves import series, sustained
 
-RESTRICTED, EXCLUDED = "fourier/restricted_loss", "fourier/excluded_loss"
-FINAL_RESTRICTED, FINAL_EXCLUDED = "fourier/final_restricted_loss", "fourier/final_excluded_loss"
+RESTRICTED, EXCLUDED = Fourier.RESTRICTED_LOSS, Fourier.EXCLUDED_LOSS
+FINAL_RESTRICTED, FINAL_EXCLUDED = Fourier.FINAL_RESTRICTED_LOSS, Fourier.FINAL_EXCLUDED_LOSS
 SUSTAIN = 3
 
 

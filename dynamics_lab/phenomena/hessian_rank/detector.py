@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from dynamics_lab.metric_names import HessianRank
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict
 from dynamics_lab.phenomena.curves import series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel, swept_key, verdict_key
@@ -29,8 +30,8 @@ from dynamics_lab.phenomena.hessian_rank.theory import network_from_config
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
-RANK, N_PARAMS = "hessian_rank/rank", "hessian_rank/n_params"
-STDERR, EXACT, OUTER = "hessian_rank/rank_stderr", "hessian_rank/exact", "hessian_rank/outer_rank"
+RANK, N_PARAMS = HessianRank.RANK, HessianRank.N_PARAMS
+STDERR, EXACT, OUTER = HessianRank.RANK_STDERR, HessianRank.EXACT, HessianRank.OUTER_RANK
 
 
 class RankDeficiencyConfig(NamedSection):
@@ -65,7 +66,7 @@ class RankDeficiency(Detector):
     verdict_type = HessianRankVerdict
     key_metric = KeyMetric("max_abs_error", "minimize")
     panels = (
-        Panel("Hessian rank / parameters", y=("hessian_rank/rank_fraction",), group_by=(SWEPT,)),
+        Panel("Hessian rank / parameters", y=(HessianRank.RANK_FRACTION,), group_by=(SWEPT,)),
         Panel("measured vs predicted Hessian rank", y=(verdict_key("measured_rank"),),
               x=verdict_key("predicted_rank"), kind="scatter", color=swept_key(0)),
     )

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from dynamics_lab.metric_names import Features
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import first, flat_stretches, rolling_median, series, value_at
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
@@ -43,7 +44,7 @@ ACC = "val/acc"
 
 class HiddenProgressConfig(NamedSection):
     loss_column: str = "val/loss"
-    mass_column: str = "features/relevant_mass_top10"
+    mass_column: str = Features.RELEVANT_MASS_TOP10
     reference_evals: int = Field(5, ge=2)  # a plateau spans at least this many evaluations
     plateau_band: float = Field(0.1, gt=0, lt=1)
     drop_fraction: float = Field(0.5, gt=0, lt=1)
@@ -81,7 +82,7 @@ class HiddenProgress(Detector):
     panels = (
         Panel("population loss: plateau, then a sudden drop", y=("val/loss",), group_by=(SWEPT,)),
         Panel("hidden progress: weight mass on the relevant coordinates",
-              y=("features/relevant_mass_top10", "features/relevant_mass")),
+              y=(Features.RELEVANT_MASS_TOP10, Features.RELEVANT_MASS)),
         Panel("test accuracy", y=(ACC,)),
     )
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from dynamics_lab.metric_names import Sparsity
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
@@ -31,7 +32,7 @@ from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
 TRAIN, VAL = "train/loss", "val/loss"
-ACTIVE, DEAD = "sparsity/active_fraction", "sparsity/dead_fraction"
+ACTIVE, DEAD = Sparsity.ACTIVE_FRACTION, Sparsity.DEAD_FRACTION
 
 
 class LargeStepSGDConfig(NamedSection):

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from dynamics_lab.metric_names import NTK, Kernel
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import first, flat_stretches, series, value_at
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
@@ -46,8 +47,8 @@ from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
 TRAIN, VAL = "train/loss", "val/loss"
-ALIGNMENT, DISTANCE = "ntk/alignment", "ntk/distance_init"
-LAZY = "kernel/lazy_test_loss"
+ALIGNMENT, DISTANCE = NTK.ALIGNMENT, NTK.DISTANCE_INIT
+LAZY = Kernel.LAZY_TEST_LOSS
 
 
 class LazyRichConfig(NamedSection):

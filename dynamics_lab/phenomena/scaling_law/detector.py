@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 from pydantic import Field
 
+from dynamics_lab.metric_names import Memory
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import series
 from dynamics_lab.phenomena.dashboard import KeyMetric, Panel, verdict_key
@@ -20,7 +21,7 @@ from dynamics_lab.phenomena.scaling_law.fits import ESTIMATORS
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
-ERROR = "memory/population_error"
+ERROR = Memory.POPULATION_ERROR
 
 
 def error_column(estimator: str) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from dynamics_lab.metric_names import Modes
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import rolling_median, series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
@@ -38,7 +39,7 @@ from dynamics_lab.phenomena.stepwise.theory import theory_for
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
-STRENGTH, SV = "modes/strength_", "modes/sv_"
+STRENGTH, SV = Modes.STRENGTH, Modes.SINGULAR_VALUE
 LOSSES = ("train/loss", "train/batch_loss")
 
 

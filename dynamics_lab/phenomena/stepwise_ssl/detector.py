@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dynamics_lab.metric_names import Embedding
 from dynamics_lab.phenomena.base import Verdict
 from dynamics_lab.phenomena.dashboard import SWEPT, Panel
 from dynamics_lab.phenomena.stepwise.detector import (
@@ -29,7 +30,7 @@ from dynamics_lab.phenomena.stepwise.detector import _fmt as format_times
 from dynamics_lab.phenomena.stepwise_ssl.theory import theory_for
 from dynamics_lab.registry import PHENOMENA
 
-EIG = "embedding/eig_"
+EIG = Embedding.EIGENVALUE
 # The stepwise summary's order clause (its targets are all equal here) and what it means here.
 ORDER_TEXT = ("in order of decreasing s", "out of order of s")
 

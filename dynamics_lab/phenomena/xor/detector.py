@@ -34,18 +34,19 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from dynamics_lab.metric_names import Signal
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import rolling_median, series, sustained
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
-RANDOM = "signal/random_level"
+RANDOM = Signal.RANDOM_LEVEL
 
 
 class XorConfig(NamedSection):
     loss_column: str = "val/loss"
-    alignment_column: str = "signal/alignment"
+    alignment_column: str = Signal.ALIGNMENT
     chance_loss: float = Field(math.log(2), gt=0)  # the logistic loss of a zero output
     plateau_band: float = Field(0.05, gt=0, lt=1)
     leave_fraction: float = Field(0.1, gt=0, lt=1)  # the search ends below (1 - this) x chance
@@ -88,8 +89,8 @@ class Xor(Detector):
         Panel("population loss: at log 2 while searching, then tuned", y=("val/loss",),
               group_by=(SWEPT,), log_x=True),
         Panel("first-layer alignment with the signal directions e_i +- e_j",
-              y=("signal/alignment", "signal/alignment_top10", RANDOM), log_x=True),
-        Panel("neuron scale |a_j| ||w_j||: small while searching", y=("signal/neuron_scale",),
+              y=(Signal.ALIGNMENT, Signal.ALIGNMENT_TOP10, RANDOM), log_x=True),
+        Panel("neuron scale |a_j| ||w_j||: small while searching", y=(Signal.NEURON_SCALE,),
               log_x=True, log_y=True),
     )
 

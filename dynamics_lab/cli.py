@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from dynamics_lab.choices import DEVICES, LAUNCHERS
 from dynamics_lab.tracking.rundir import Status
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
@@ -14,16 +15,8 @@ INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
 app = typer.Typer(no_args_is_help=True)  # with --install-completion / --show-completion
 
 
-class Launcher(str, Enum):
-    local = "local"
-    slurm = "slurm"
-    wandb = "wandb"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+Launcher = Enum("Launcher", {name: name for name in LAUNCHERS}, type=str)
+Device = Enum("Device", {name: name for name in DEVICES}, type=str)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from dynamics_lab import strict_yaml
+from dynamics_lab.choices import DEVICES
 from dynamics_lab.overrides import PROFILES as PROFILES
 from dynamics_lab.overrides import apply_overrides, resolve
 from dynamics_lab.overrides import parse_override as parse_override
@@ -48,7 +49,7 @@ class TrainerConfig(Section):
     log_every: PositiveInt = 10  # training-step loss
     eval_every: PositiveInt = 10  # full train/val evaluation
     checkpoint_every: PositiveInt | None = None  # None: only the final checkpoint
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal[DEVICES] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     eval_chunk: PositiveInt = 65536  # examples per forward pass during evaluation
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dynamics_lab.choices import LAUNCHERS
 from dynamics_lab.config import ExperimentConfig, load_experiment
 from dynamics_lab.sweep.grid import expand, single
 from dynamics_lab.sweep.manifest import prepare_sweep, reopen_sweep
@@ -20,8 +21,6 @@ from dynamics_lab.tracking.rundir import (
     new_sweep_id,
     safe_component,
 )
-
-LAUNCHERS = ("local", "slurm", "wandb")
 
 
 @dataclass

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -145,8 +146,8 @@ def test_reopening_a_sweep_rebuilds_lost_meta_and_sets_unrecoverable_runs_aside(
 
 
 def test_show_leads_with_status_and_keeps_the_config_behind_a_flag(run):
-    run.update_meta(status=Status.RUNNING, started=now(), wall_time_s=None)
-    time.sleep(1.1)
+    started = datetime.fromisoformat(now()) - timedelta(seconds=2)  # a run begun 2 s ago
+    run.update_meta(status=Status.RUNNING, started=started.isoformat(), wall_time_s=None)
     shown = invoke("show", run.path)
     assert shown.exit_code == 0, shown.output
     first = shown.output.splitlines()[0]

@@ -2,8 +2,10 @@
 
 import json
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
+from wandb_records import OfflineRun
 
 from dynamics_lab.cli import app
 
@@ -55,3 +57,23 @@ def test_a_netrc_login_counts_for_the_host_wandb_talks_to(offline, tmp_path, mon
     assert not has_login()  # a login for another host is not a W&B login
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
     assert has_login()
+
+
+def test_every_ensemble_member_is_its_own_wandb_run(offline, tmp_path, tiny_overrides):
+    sets = [x for o in tiny_overrides for x in ("--set", o)]
+    result = CliRunner().invoke(app, ["run", "grokking", "--wandb", "--ensemble", "2", "--out",
+                                      str(tmp_path / "runs"), *sets,
+                                      "--set", "measure.hessian={every: 20, probe_size: 32}"])
+    assert result.exit_code == 0, result.output
+    members = sorted(p.parent for p in (tmp_path / "runs").rglob("meta.json"))
+    ids = [json.loads((m / "meta.json").read_text())["wandb_id"] for m in members]
+    assert len(members) == 2 and len(set(ids)) == 2
+    for member, run_id in zip(members, ids):
+        run = OfflineRun(member)
+        assert run.run.run_id == run_id and run.run.run_group == member.parent.name
+        logged = {r["trainer/global_step"]: r["hessian/lambda_max"] for r in run.history
+                  if "hessian/lambda_max" in r}
+        local = pd.read_csv(member / "metrics.csv").dropna(subset=["hessian/lambda_max"])
+        assert logged == dict(zip(local["step"], local["hessian/lambda_max"]))  # its own values
+        assert run.summary["verdict/summary"] == json.loads(
+            (member / "verdict.json").read_text())["summary"]

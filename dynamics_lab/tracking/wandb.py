@@ -75,19 +75,23 @@ def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
     """A WandbLogger writing under the run dir, its run started with every verdict key in the
     summary (NaN until the verdict) and every metric plotted against the training step;
     offline (with a sync hint) when no login. Tags and notes come from WANDB_TAGS and
-    WANDB_NOTES (`dynlab run --tag/--notes` sets them), which wandb.init reads."""
+    WANDB_NOTES (`dynlab run --tag/--notes` sets them), which wandb.init reads. Each call
+    starts its own W&B run, also beside others in one process (an ensemble's members), which
+    Lightning's WandbLogger would otherwise attach to the run already open."""
+    import wandb
     from lightning.pytorch.loggers import WandbLogger
 
     from dynamics_lab.phenomena.dashboard import STEP_METRIC
 
     offline = is_offline()
     logging = config.get("logging", {})
-    logger = WandbLogger(
-        project=logging.get("project", "dynamics_lab"), entity=logging.get("entity"),
-        name=run_name, group=group, job_type=config.get("name"), save_dir=str(run_dir),
-        offline=offline, id=resume_id, resume="allow" if resume_id else None, config=config,
-    )
-    run = logger.experiment
+    project = logging.get("project", "dynamics_lab")
+    run = wandb.init(project=project, entity=logging.get("entity"), name=run_name, group=group,
+                     job_type=config.get("name"), dir=str(run_dir), config=config,
+                     mode="offline" if offline else None, id=resume_id,
+                     resume="allow" if resume_id else None, reinit="create_new")
+    logger = WandbLogger(project=project, name=run_name, save_dir=str(run_dir),
+                         offline=offline, experiment=run)
     # One training step logs up to three history rows (evaluation, measurements, batch loss),
     # so W&B's own `_step` is no training step: every metric is plotted against ours.
     run.define_metric(STEP_METRIC)

@@ -8,7 +8,7 @@ runs its own copy of every measurement (`ensemble_measure.py`). Members may diff
 the seed, the weight decay, the initial scale, and the step size for the SGD family (whose
 update is linear in the gradient); everything else, the data included, is shared.
 Ensembles checkpoint like single runs and resume when their members come back together
-(`ensemble_checkpoint.py`). Not supported inside an ensemble: W&B logging (members log locally).
+(`ensemble_checkpoint.py`), and each member is its own W&B run when W&B is on.
 """
 
 from __future__ import annotations
@@ -145,8 +145,6 @@ def execute_ensemble(runs: list[RunDir], resume: bool | None = None,
     members = {"size": len(runs), "members": [r.path.name for r in runs]}
     with Lifecycle(runs, resume, ensemble=members) as life:
         first = life.configs[0]
-        if first.logging.wandb:
-            echo("note: ensemble members log locally only (no W&B)")
         if len({group_key(c.to_dict()) for c in life.configs}) != 1:
             raise ValueError(f"ensemble members may differ only in {', '.join(VARYING)}")
         check_ensemble(first)
@@ -157,7 +155,8 @@ def execute_ensemble(runs: list[RunDir], resume: bool | None = None,
         tasks, models = build_members(life.configs)
         shared = (first.trainer.batch_size is None
                   and type(tasks[0]).train_dataloader is TensorTask.train_dataloader)
-        loggers = [[LocalMetricsLogger(r.path)] for r in runs]
+        loggers = [[LocalMetricsLogger(r.path), *life.wandb_loggers(echo, m)]
+                   for m, r in enumerate(runs)]
         module = EnsembleModule(models, tasks[0].spec.loss, [c.optim for c in life.configs],
                                 loggers, first.trainer.log_every, shared)
         callbacks: list = []

@@ -12,6 +12,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dynamics_lab.config import ExperimentConfig, build_config
 from dynamics_lab.registry import one_line
@@ -101,7 +102,7 @@ class Lifecycle:
         self.statuses: list[Status] = []
         self.results: list[RunResult] = []
         self.interrupted: str | None = None
-        self.wandb = None
+        self.wandb: dict[Path, Any] = {}  # run dir -> its W&B logger
         self._locks: list[RunLock] = []
 
     def __enter__(self) -> Lifecycle:
@@ -164,21 +165,24 @@ class Lifecycle:
             run.update_meta(device=device)
         return device
 
-    def wandb_loggers(self, echo=print) -> list:
-        """The single run's W&B logger when W&B is on ([] otherwise), finished on the way out."""
+    def wandb_loggers(self, echo=print, member: int = 0) -> list:
+        """Run `member`'s W&B logger when W&B is on ([] otherwise), finished on the way out."""
         from dynamics_lab.tracking.wandb import make_wandb_logger, sync_hint, wandb_enabled
 
-        (run,), (config,) = self.runs, self.configs
+        run, config = self.runs[member], self.configs[member]
         if not wandb_enabled(config.logging.wandb):
             return []
-        self.wandb, offline = make_wandb_logger(
+        logger, offline = make_wandb_logger(
             run.path, config.to_dict(), run_name=run.path.name, group=run.path.parent.name,
             resume_id=run.meta.get("wandb_id"))
+        self.wandb[run.path] = logger
         # Starting the W&B run now (not lazily) puts its id in meta.json for `resume`.
-        run.update_meta(wandb_id=self.wandb.experiment.id, wandb_offline=offline)
-        if offline:
-            echo(sync_hint(run.path))
-        return [self.wandb]
+        run.update_meta(wandb_id=logger.experiment.id, wandb_offline=offline)
+        if offline and member == 0:
+            echo(sync_hint(run.path.parent if len(self.runs) > 1 else run.path,
+                           "*/wandb/offline-run-*" if len(self.runs) > 1
+                           else "wandb/offline-run-*"))
+        return [logger]
 
     def ended(self, diverged: list[bool]) -> None:
         """Training returned: each run completed, or diverged (a non-finite loss)."""
@@ -217,11 +221,12 @@ class Lifecycle:
 
     def _finish(self, run: RunDir, config: ExperimentConfig, status: Status,
                 error: str | None) -> RunResult:
+        wandb = self.wandb.get(run.path)
         if not run.path.is_dir():  # deleted while it trained: recreate nothing
-            if self.wandb is not None:
+            if wandb is not None:
                 from dynamics_lab.tracking.wandb import finish_wandb
 
-                finish_wandb(self.wandb, None, Status.FAILED)
+                finish_wandb(wandb, None, Status.FAILED)
             return RunResult(run.path, Status.FAILED, None, time.time() - self.t0,
                              f"'{run.path}' was deleted while the run trained; nothing recorded")
         verdict = None
@@ -235,9 +240,9 @@ class Lifecycle:
                 status, error = Status.FAILED, f"verdict: {one_line(exc)}"
                 with contextlib.suppress(OSError):
                     (run.path / "error.log").write_text(traceback.format_exc())
-        if self.wandb is not None:
+        if wandb is not None:
             from dynamics_lab.tracking.wandb import finish_wandb
 
-            finish_wandb(self.wandb, verdict, status)
+            finish_wandb(wandb, verdict, status)
         run.finish(status, error)
         return RunResult(run.path, status, verdict, time.time() - self.t0, error)

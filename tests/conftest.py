@@ -51,3 +51,26 @@ class Quadratic(torch.nn.Module):
 
 def mean_output(out, y):
     return out.mean()
+
+
+def dense_hessian(model, loss_fn, batch, functorch: bool = True) -> torch.Tensor:
+    """The brute-force Hessian every curvature measurement is checked against: of
+    `loss_fn(model(x), y)` over the flat trainable parameters (named_parameters order), with the
+    model's buffers as they are (copied, so BatchNorm's running statistics stay untouched).
+    `functorch=False` takes torch.autograd.functional.hessian, the reference where
+    torch.func.hessian's vmap disagrees (BatchNorm in train mode)."""
+    from torch.func import functional_call, hessian
+
+    x, y = batch
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    sizes = [p.numel() for _, p in named]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+
+    def loss(w):
+        state = {n: b.clone() for n, b in model.named_buffers()}
+        state.update({n: c.view_as(p) for (n, p), c in zip(named, w.split(sizes))})
+        return loss_fn(functional_call(model, state, (x,)), y)
+
+    if functorch:
+        return hessian(loss)(flat).detach()
+    return torch.autograd.functional.hessian(loss, flat).detach()

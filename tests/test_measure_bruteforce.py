@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import dense_hessian as brute_force_hessian
 from torch import nn
-from torch.func import functional_call, hessian
 
 from dynamics_lab.measure.hessian import HessianSpectrum
 from dynamics_lab.measure.stability import stability, threshold_of
@@ -49,23 +49,10 @@ def batch(dtype, n=24):
 
 
 def dense_hessian(model, x, y, functorch=True) -> torch.Tensor:
-    """The Hessian of the mean loss in float64, in the trainable parameters' order."""
-    model = model.double()
-    x, y = x.double(), y.double()
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    sizes = [p.numel() for _, p in named]
-
-    def loss(w):
-        state = {n: b.clone() for n, b in model.named_buffers()}
-        state.update({n: c.view_as(p) for (n, p), c in zip(named, w.split(sizes))})
-        return mse(functional_call(model, state, (x,)), y)
-
-    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
-    if functorch:
-        return hessian(loss)(flat).detach()
-    # torch.func.hessian (vmap over batch_norm's backward) disagrees with autograd and with
-    # central differences for BatchNorm in train mode; autograd's Hessian is the reference.
-    return torch.autograd.functional.hessian(loss, flat).detach()
+    """The Hessian of the mean loss in float64 (conftest's brute force). torch.func.hessian
+    (vmap over batch_norm's backward) disagrees with autograd and with central differences for
+    BatchNorm in train mode: there `functorch=False` takes autograd's Hessian."""
+    return brute_force_hessian(model.double(), mse, (x.double(), y.double()), functorch)
 
 
 def measure(callback, model, step, optimizer=None):

@@ -7,8 +7,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import dense_hessian
 from lightning.pytorch.loggers import Logger
-from torch.func import functional_call, hessian
 
 from dynamics_lab.config import build_config
 from dynamics_lab.linalg import top_hessian_eigenvalues
@@ -45,18 +45,6 @@ class ListLogger(Logger):
             if s == step:
                 merged.update(m)
         return merged
-
-
-def dense_hessian(model, batch) -> torch.Tensor:
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    sizes = [p.numel() for _, p in named]
-    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
-
-    def loss(w):
-        params = {n: c.view_as(p) for (n, p), c in zip(named, w.split(sizes))}
-        return squared(functional_call(model, params, (batch[0],)), batch[1])
-
-    return hessian(loss)(flat).detach()
 
 
 def adam_diag(optimizer, model) -> torch.Tensor:
@@ -97,7 +85,7 @@ class Reference(L.Callback):
         if step in self.dense:
             return
         x, y = trainer.datamodule.splits["train"]
-        h = dense_hessian(model, (x.double(), y.double()))
+        h = dense_hessian(model, squared, (x.double(), y.double()))
         self.dense[step] = torch.linalg.eigvalsh(h).flip(0)
         optimizer = trainer.optimizers[0]
         if isinstance(optimizer, torch.optim.Adam) and optimizer.state:

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import dense_hessian
 from torch import nn
-from torch.func import functional_call, hessian
 
 from dynamics_lab.linalg.spectrum import (
     hessian_spectral_density,
@@ -47,19 +47,6 @@ CASES = {
     "classifier": (lambda: mlp([5, 24, 4]), F.cross_entropy, classification),
     "saddle": (lambda: mlp([4, 20, 20, 1]), saddle_loss, regression),
 }
-
-
-def dense_hessian(model, loss_fn, batch) -> torch.Tensor:
-    """Brute-force Hessian of the mean loss w.r.t. the flat trainable parameters."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    sizes = [p.numel() for _, p in named]
-    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
-
-    def loss(w):
-        params = {n: c.view_as(p) for (n, p), c in zip(named, w.split(sizes))}
-        return loss_fn(functional_call(model, params, (batch[0],)), batch[1])
-
-    return hessian(loss)(flat)
 
 
 @pytest.fixture(scope="module", params=list(CASES))

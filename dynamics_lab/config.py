@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -60,6 +60,10 @@ class LoggingConfig(Section):
     wandb: bool | None = None
     project: str = "dynamics_lab"
     entity: str | None = None
+    # Stored with the run (config.yaml), so a resumed run and a W&B agent's run keep them.
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list)  # W&B's own limits on a tag
+    notes: str | None = None
 
 
 class SlurmConfig(Section):

@@ -210,3 +210,28 @@ def test_log_spaced_with_also_every_is_dense_early_and_regular_later():
     assert sum(t < 90 for t in due) == 20
     assert all(t in due for t in range(0, 3001, 50))
     assert set(due) == {t for t in range(3001) if Schedule(log_spaced=True)(t) or t % 50 == 0}
+
+
+def test_a_measurement_refuses_a_task_that_does_not_offer_what_it_needs_in_one_line():
+    from types import SimpleNamespace
+
+    from dynamics_lab.measure.modes import Modes
+    from dynamics_lab.measure.signal_alignment import SignalAlignment
+    from dynamics_lab.registry import TASKS
+    from dynamics_lab.tasks import TensorTask
+
+    def task(name):
+        return SimpleNamespace(datamodule=TASKS.build(TASKS.get(name).Config()))
+
+    with pytest.raises(ValueError) as refused:
+        SignalAlignment().on_fit_start(task("teacher_regression"), None)
+    assert str(refused.value) == (
+        "measurement 'signal' needs the task to offer `relevant`; task 'teacher_regression' "
+        "does not (it offers: probe_batch, splits)")
+    SignalAlignment().on_fit_start(task("parity"), None)  # parity offers its relevant set
+    SignalAlignment(relevant=[0, 1]).on_fit_start(task("teacher_regression"), None)
+    # teacher_regression's teacher(x, g) method shares the name but is no offer of a teacher.
+    assert Modes().teacher_of(task("teacher_regression")) is None
+    assert len(Modes().teacher_of(task("low_rank_regression"))) == 3
+    with pytest.raises(TypeError, match="Lying offers relevant but does not define it"):
+        type("Lying", (TensorTask,), {"offers": TensorTask.offers | {"relevant"}})

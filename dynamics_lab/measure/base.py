@@ -24,6 +24,7 @@ from torch import nn
 from typing_extensions import override
 
 from dynamics_lab.measure.schedule import Schedule
+from dynamics_lab.offers import PROBE_BATCH, offered, refusal
 from dynamics_lab.schema import NamedSection, validate_section
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -170,9 +171,9 @@ class Measurement(L.Callback):
     def draw_probe(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Batch:
         """A fixed probe set from the training data, drawn once."""
         size, seed = self.config.probe_size, self.config.probe_seed
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "probe_batch"):
-            return split_batch(datamodule.probe_batch(size, seed))
+        probe_batch = offered(getattr(trainer, "datamodule", None), PROBE_BATCH)
+        if probe_batch is not None:
+            return split_batch(probe_batch(size, seed))
         # A fresh iterator of a shuffling loader draws its seed from the global RNG: fork it,
         # so that drawing the probe does not change the training run.
         with torch.random.fork_rng(devices=[]):
@@ -191,12 +192,21 @@ class Measurement(L.Callback):
                              "targets) -> mean loss, or give the LightningModule a `loss_fn`")
         return fn
 
+    def task_needs(self) -> tuple[str, ...]:
+        """What the task must offer for this measurement to measure at all (names from
+        dynamics_lab/offers.py); checked at fit start."""
+        return ()
+
     # -- hooks -------------------------------------------------------------------------------
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.needs_loss:
             self.loss(pl_module)
+        refused = refusal(self.config.name, getattr(trainer, "datamodule", None),
+                          self.task_needs())
+        if refused:
+            raise ValueError(refused)
 
     @override
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,

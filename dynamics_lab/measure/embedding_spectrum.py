@@ -26,6 +26,7 @@ from typing_extensions import override
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.metric_names import Embedding
 from dynamics_lab.metric_names import Modes as ModeNames
+from dynamics_lab.offers import MODES, offered
 from dynamics_lab.registry import MEASUREMENTS
 
 Modes = tuple[torch.Tensor, torch.Tensor]  # (eigenvalues (k,), eigenvectors m x k)
@@ -65,7 +66,7 @@ class EmbeddingSpectrum(Measurement):
     def modes_of(self, trainer: L.Trainer) -> Modes | None:
         if self.modes is not None:
             return self.modes
-        return getattr(getattr(trainer, "datamodule", None), "modes", None)
+        return offered(getattr(trainer, "datamodule", None), MODES)
 
     @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,

@@ -44,6 +44,7 @@ from dynamics_lab.linalg.representations import (
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.metric_names import Features
 from dynamics_lab.models.layers import ACTIVATIONS
+from dynamics_lab.offers import RELEVANT, offered
 from dynamics_lab.registry import MEASUREMENTS
 
 ACTIVATION_TYPES = (*set(ACTIVATIONS.values()), nn.Sigmoid, nn.SiLU, nn.Softplus, nn.LeakyReLU,
@@ -139,7 +140,7 @@ class FeatureMetrics(Measurement):
         p = token_count(datamodule)
         if p is not None:
             metrics.update(self.fourier(model, p))
-        relevant = getattr(datamodule, "relevant", None)
+        relevant = offered(datamodule, RELEVANT)
         if relevant is not None:
             metrics.update(self.relevant_focus(model, list(relevant)))
         return metrics

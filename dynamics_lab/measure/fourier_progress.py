@@ -46,6 +46,7 @@ from dynamics_lab.linalg.representations import fourier_metrics
 from dynamics_lab.measure.base import Measurement, MeasurementConfig, model_of
 from dynamics_lab.measure.features import token_count, token_weights
 from dynamics_lab.metric_names import Fourier
+from dynamics_lab.offers import SPLITS, offered
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -221,6 +222,6 @@ def grid_logits(model: nn.Module, p: int, device, chunk: int) -> torch.Tensor:
 
 def split_indices(task: Any, p: int, device) -> dict[str, torch.Tensor]:
     """Grid indices of the task's train and held-out pairs (`splits`; none when absent)."""
-    splits = getattr(task, "splits", None) or {}
+    splits = offered(task, SPLITS) or {}
     return {name: (splits[name][0][:, 0] * p + splits[name][0][:, 1]).to(device)
             for name in ("train", "val") if name in splits}

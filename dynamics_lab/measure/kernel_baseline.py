@@ -28,6 +28,7 @@ from typing_extensions import override
 from dynamics_lab.linalg.ntk import empirical_ntk
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.metric_names import Kernel
+from dynamics_lab.offers import SPLITS, offered
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -69,7 +70,7 @@ class KernelBaseline(Measurement):
                 model: nn.Module) -> dict[str, float]:
         if self._done:
             return {}
-        splits = getattr(getattr(trainer, "datamodule", None), "splits", None) or {}
+        splits = offered(getattr(trainer, "datamodule", None), SPLITS) or {}
         if "train" not in splits or "val" not in splits:
             return {}
         self._done = True

@@ -30,6 +30,7 @@ from dynamics_lab.models.memory import (
     random_embeddings,
     storage_weights,
 )
+from dynamics_lab.offers import COUNTS, POPULATION
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -69,8 +70,6 @@ class MemoryRecall(Measurement):
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,
                 model: nn.Module) -> dict[str, float]:
         datamodule = getattr(trainer, "datamodule", None)
-        if not hasattr(datamodule, "population"):
-            raise ValueError("memory_recall needs a datamodule with population() -> (x, f, p)")
         x, targets, p = datamodule.population()
         device = next(model.parameters()).device
         with torch.no_grad():
@@ -86,6 +85,10 @@ class MemoryRecall(Measurement):
                 self._closed_form = self.closed_form(datamodule, model, targets, p)
             metrics.update(self._closed_form)
         return metrics
+
+    @override
+    def task_needs(self) -> tuple[str, ...]:
+        return (POPULATION, COUNTS) if self.config.estimators else (POPULATION,)
 
     def closed_form(self, datamodule, model: nn.Module, targets: torch.Tensor,
                     p: torch.Tensor) -> dict[str, float]:

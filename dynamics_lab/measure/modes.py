@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.metric_names import Modes as ModeNames
+from dynamics_lab.offers import TEACHER, offered
 from dynamics_lab.registry import MEASUREMENTS
 
 Teacher = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -62,7 +63,7 @@ class Modes(Measurement):
     def teacher_of(self, trainer: L.Trainer) -> Teacher | None:
         if self.teacher is not None:
             return self.teacher
-        return getattr(getattr(trainer, "datamodule", None), "teacher", None)
+        return offered(getattr(trainer, "datamodule", None), TEACHER)
 
     @override
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule,

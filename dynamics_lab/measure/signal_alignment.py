@@ -33,6 +33,7 @@ from typing_extensions import override
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
 from dynamics_lab.measure.features import first_linear
 from dynamics_lab.metric_names import Signal
+from dynamics_lab.offers import RELEVANT, offered
 from dynamics_lab.registry import MEASUREMENTS
 
 
@@ -95,10 +96,14 @@ class SignalAlignment(Measurement):
         super().__init__(config, **kwargs)
         self._random: dict[tuple, float] = {}
 
+    @override
+    def task_needs(self) -> tuple[str, ...]:
+        return () if self.config.relevant is not None else (RELEVANT,)
+
     def relevant(self, trainer: L.Trainer) -> list[int] | None:
         if self.config.relevant is not None:
             return list(self.config.relevant)
-        found = getattr(getattr(trainer, "datamodule", None), "relevant", None)
+        found = offered(getattr(trainer, "datamodule", None), RELEVANT)
         return None if found is None else list(found)
 
     @override

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from dynamics_lab.offers import COUNTS, POPULATION
 from dynamics_lab.registry import TASKS
 from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
@@ -36,6 +37,7 @@ class AssociativeMemoryTask(TensorTask):
     """Inputs are single tokens, shape (n, 1); labels are their classes f(x)."""
 
     Config = AssociativeMemoryTaskConfig
+    offers = TensorTask.offers | {COUNTS, POPULATION}
 
     def __init__(self, config: AssociativeMemoryTaskConfig, **kwargs):
         super().__init__(config, **kwargs)

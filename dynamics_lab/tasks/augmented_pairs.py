@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, PositiveFloat, model_validator
 
+from dynamics_lab.offers import MODES
 from dynamics_lab.registry import TASKS
 from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
@@ -50,6 +51,7 @@ class AugmentedPairs(TensorTask):
     """Two views per example; the cross-correlation of the views has eigenvalues `spectrum`."""
 
     Config = AugmentedPairsConfig
+    offers = TensorTask.offers | {MODES}
 
     def __init__(self, config: AugmentedPairsConfig, **kwargs):
         super().__init__(config, **kwargs)

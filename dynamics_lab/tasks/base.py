@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import lightning as L
 import torch
 
+from dynamics_lab.offers import PROBE_BATCH, SPLITS
 from dynamics_lab.schema import NamedSection
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -85,9 +87,24 @@ class FixedBatches:
 
 
 class TensorTask(L.LightningDataModule):
-    """Base task: subclasses define `Config`, `spec` and `build()` returning the tensor splits."""
+    """Base task: subclasses define `Config`, `spec` and `build()` returning the tensor splits.
+
+    `offers` declares what the task offers measurements beside its batches (dynamics_lab/
+    offers.py): a subclass adds its own names (`offers = TensorTask.offers | {TEACHER}`), each
+    of which it must define.
+    """
 
     Config: type[NamedSection]
+    offers: ClassVar[frozenset[str]] = frozenset({SPLITS, PROBE_BATCH})
+    splits: dict[str, Batch]
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        defined = {name for k in cls.__mro__
+                   for name in (*vars(k), *vars(k).get("__annotations__", {}))}
+        undefined = sorted(set(cls.offers) - defined)
+        if undefined:
+            raise TypeError(f"{cls.__name__} offers {', '.join(undefined)} but does not define it")
 
     def __init__(self, config: NamedSection, batch_size: int | None = None, seed: int = 0,
                  eval_chunk: int = 65536):

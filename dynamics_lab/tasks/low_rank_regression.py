@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, PositiveFloat, model_validator
 
+from dynamics_lab.offers import TEACHER
 from dynamics_lab.registry import TASKS
 from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
@@ -48,6 +49,7 @@ class LowRankRegression(TensorTask):
     """y = W* x + noise with W* = U diag(S) V^T; `teacher` gives (U, S, V) in float64."""
 
     Config = LowRankRegressionConfig
+    offers = TensorTask.offers | {TEACHER}
 
     def __init__(self, config: LowRankRegressionConfig, **kwargs):
         super().__init__(config, **kwargs)

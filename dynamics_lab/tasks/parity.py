@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
+from dynamics_lab.offers import RELEVANT
 from dynamics_lab.registry import TASKS
 from dynamics_lab.schema import NamedSection, Seed
 from dynamics_lab.tasks.base import Batch, TaskSpec, TensorTask
@@ -60,6 +61,7 @@ class Parity(TensorTask):
     """Inputs in {-1, +1}^n, label = sign * product of the k `relevant` coordinates."""
 
     Config = ParityConfig
+    offers = TensorTask.offers | {RELEVANT}
 
     @property
     def spec(self) -> TaskSpec:

@@ -88,8 +88,10 @@ def run(
     plugins: list[str] = typer.Option(
         [], "--plugin", help="a module name or .py file registering tasks, models, "
                              "measurements or phenomena (repeatable; added to `plugins:`)"),
-    tags: list[str] = typer.Option([], "--tag", help="W&B tag of every run (repeatable)"),
-    notes: str | None = typer.Option(None, "--notes", help="W&B notes of every run"),
+    tags: list[str] = typer.Option([], "--tag", help="W&B tag of every run (repeatable; sets "
+                                                     "logging.tags)"),
+    notes: str | None = typer.Option(None, "--notes",
+                                     help="W&B notes of every run (sets logging.notes)"),
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="print the runs it would start, and write nothing"),
     print_config: bool = typer.Option(False, "--print-config",
@@ -103,12 +105,9 @@ def run(
     from dynamics_lab.sweep.slurm import SlurmError
     from dynamics_lab.tracking.provenance import record_command
     from dynamics_lab.tracking.rundir import RunDirError
-    from dynamics_lab.tracking.wandb import set_tags_and_notes
+    from dynamics_lab.tracking.wandb import tag_overrides
 
-    try:
-        set_tags_and_notes(tags, notes)  # through the environment: workers inherit it
-    except ValueError as exc:
-        fail(str(exc))
+    overrides = [*overrides, *tag_overrides(tags, notes)]  # kept in every run's config.yaml
 
     request = RunRequest(experiment, profile, overrides, sweep, seed, out, workers, launcher.value,
                          ensemble, resume_sweep, wait, wandb, device.value if device else None,

@@ -5,6 +5,7 @@ without one."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import netrc
 import os
@@ -41,15 +42,11 @@ def is_offline() -> bool:
     return not has_login() or os.environ.get("WANDB_MODE") == "offline"
 
 
-def set_tags_and_notes(tags: list[str], notes: str | None) -> None:
-    """W&B tags and notes for every run this process and its workers start (wandb.init reads
-    WANDB_TAGS, comma-separated, and WANDB_NOTES)."""
-    if any("," in tag for tag in tags):
-        raise ValueError(f"a W&B tag cannot hold a comma: {[t for t in tags if ',' in t][0]!r}")
-    if tags:
-        os.environ["WANDB_TAGS"] = ",".join(tags)
-    if notes is not None:
-        os.environ["WANDB_NOTES"] = notes
+def tag_overrides(tags: list[str], notes: str | None) -> list[str]:
+    """`--tag`/`--notes` as overrides of logging.tags / logging.notes (JSON, a YAML subset, so
+    a colon or a bracket in the text stays text); none for flags not given."""
+    return ([f"logging.tags={json.dumps(tags)}"] if tags else []) + (
+        [f"logging.notes={json.dumps(notes)}"] if notes is not None else [])
 
 
 def verdict_summary(config: dict, verdict: dict | None = None) -> dict[str, Any]:
@@ -74,10 +71,11 @@ def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
                       resume_id: str | None = None):
     """A WandbLogger writing under the run dir, its run started with every verdict key in the
     summary (NaN until the verdict) and every metric plotted against the training step;
-    offline (with a sync hint) when no login. Tags and notes come from WANDB_TAGS and
-    WANDB_NOTES (`dynlab run --tag/--notes` sets them), which wandb.init reads. Each call
-    starts its own W&B run, also beside others in one process (an ensemble's members), which
-    Lightning's WandbLogger would otherwise attach to the run already open."""
+    offline (with a sync hint) when no login. Tags and notes come from logging.tags and
+    logging.notes (`dynlab run --tag/--notes` set them), else from WANDB_TAGS and WANDB_NOTES,
+    which wandb.init reads when given none. Each call starts its own W&B run, also beside
+    others in one process (an ensemble's members), which Lightning's WandbLogger would
+    otherwise attach to the run already open."""
     import wandb
     from lightning.pytorch.loggers import WandbLogger
 
@@ -88,6 +86,7 @@ def make_wandb_logger(run_dir: Path, config: dict, run_name: str, group: str,
     project = logging.get("project", "dynamics_lab")
     run = wandb.init(project=project, entity=logging.get("entity"), name=run_name, group=group,
                      job_type=config.get("name"), dir=str(run_dir), config=config,
+                     tags=logging.get("tags") or None, notes=logging.get("notes"),
                      mode="offline" if offline else None, id=resume_id,
                      resume="allow" if resume_id else None, reinit="create_new")
     logger = WandbLogger(project=project, name=run_name, save_dir=str(run_dir),

@@ -43,21 +43,25 @@ class Tiny(FusedSteps):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fused_trainer(steps: int = 12) -> tuple[L.Trainer, Tiny]:
+def endless_data() -> L.LightningDataModule:
+    """Four points repeated without end, as a full-batch task streams them."""
     torch.manual_seed(0)
-    data = TensorDataset(torch.randn(4, 2), torch.randn(4, 1))
-    loader = DataLoader(data, batch_size=4)
-    trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, accelerator="cpu")
-    module = Tiny()
+    loader = DataLoader(TensorDataset(torch.randn(4, 2), torch.randn(4, 1)), batch_size=4)
 
     class Endless(L.LightningDataModule):
         def train_dataloader(self):
             while True:
                 yield from loader
 
-    trainer.fit(module, datamodule=Endless())
+    return Endless()
+
+
+def fused_trainer(steps: int = 12) -> tuple[L.Trainer, Tiny]:
+    trainer = L.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, accelerator="cpu")
+    module = Tiny()
+    trainer.fit(module, datamodule=endless_data())
     return trainer, module
 
 

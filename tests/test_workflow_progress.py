@@ -37,7 +37,10 @@ class Terminal(io.StringIO):
 
 
 def train(callback, max_steps, step_s, clock, metrics=None, start=0):
-    """Drive the callback's hooks as a Trainer does: one batch end per optimizer step."""
+    """Drive the callback's hooks as a Trainer does: one batch end per optimizer step.
+
+    A stand-in trainer, so the clock can advance by `step_s` at every step; the real Trainer's
+    path (fused blocks, one batch end per block) is test_a_real_fused_run_reports_each_block."""
     trainer = SimpleNamespace(max_steps=max_steps, global_step=start, callback_metrics={},
                               loggers=[SimpleNamespace(latest=metrics or {})])
     callback.on_train_start(trainer, None)
@@ -148,6 +151,24 @@ def test_a_sweep_piped_to_a_file_prints_plain_unwrapped_lines(tmp_path, capsys):
     lines = out.splitlines()
     assert any(line == f"  {name}: completed  " for line in lines), lines  # one line, > 80 cols
     assert any(line.startswith("sweep: 1/1 runs done, 0 running, 100/100 steps") for line in lines)
+
+
+def test_a_real_fused_run_reports_each_block_and_its_end(tmp_path):
+    import lightning as L
+    import torch
+    from test_lightning_internals import Tiny, endless_data
+
+    out, run = io.StringIO(), prepared_run(tmp_path / "run", max_steps=600)
+    line = ProgressLine(run.path, stream=out, quiet_s=0.0)
+    trainer = L.Trainer(max_steps=600, max_epochs=-1, logger=False, callbacks=[line],
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    torch.manual_seed(0)
+    trainer.fit(Tiny(), datamodule=endless_data())
+    # Fused steps (up to 256 a Lightning step) call the line once a block, and at the end.
+    steps = [int(x.split("/")[0].split()[-1]) for x in out.getvalue().splitlines()]
+    assert steps == [256, 512, 600]
+    assert read_progress(run.path) == (600, 600)
 
 
 def test_show_on_a_running_run_gives_its_step_and_eta(tmp_path):

@@ -4,8 +4,8 @@
 key metrics, ETA); elsewhere (a log file, a sweep worker's stdout.log) it prints a plain line at
 every tenth of the run or every 30 s, whichever comes first, and nothing for runs shorter than a
 couple of seconds. Its per-step cost is one integer comparison: it looks at the clock only every
-so many steps, a count re-estimated from the recent step rate (about four looks a second, and at
-least one per 0.5% of the run).
+so many calls, a count re-estimated from the recent step rate (about four looks a second, and at
+least one per 0.5% of the run; a call that ends a block of fused steps counts its steps).
 
 Not Lightning's TQDM or Rich progress bar: both refresh a bar from every step's hooks, write
 carriage returns or nothing into a log file, and keep no progress.json for a sweep to read.
@@ -60,7 +60,7 @@ class ProgressLine(Callback):
         self.max_steps = trainer.max_steps
         self.start_step = trainer.global_step  # a resumed run starts past 0
         self.t0 = time.monotonic()
-        self._calls, self._checked = 0, (0, self.t0)
+        self._calls, self._checked = 0, (0, self.t0, self.start_step)
         self._next_check = 1
         self._max_gap = max(1, self.max_steps // 200)  # steps between looks at the clock
         self._last_line = self._last_file = -math.inf
@@ -72,11 +72,13 @@ class ProgressLine(Callback):
         self._calls += 1
         if self._calls < self._next_check:  # the whole per-step cost
             return
-        now = time.monotonic()
-        calls, then = self._checked
-        rate = (self._calls - calls) / max(now - then, 1e-9)  # steps/s since the last look
-        self._checked = (self._calls, now)
-        self._next_check = self._calls + min(self._max_gap, max(1, int(rate * 0.25)))
+        now, step = time.monotonic(), trainer.global_step
+        calls, then, last_step = self._checked
+        rate = (step - last_step) / max(now - then, 1e-9)  # steps/s since the last look
+        per_call = max(1.0, (step - last_step) / max(self._calls - calls, 1))  # fused blocks
+        gap = min(self._max_gap, max(1, int(rate * 0.25)))  # in steps
+        self._checked = (self._calls, now, step)
+        self._next_check = self._calls + max(1, int(gap / per_call))
         self._act(trainer, now)
 
     def on_train_end(self, trainer, pl_module) -> None:

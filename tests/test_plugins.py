@@ -106,3 +106,37 @@ def test_entry_point_class_is_registered_under_its_name(tmp_path, monkeypatch):
     assert widgets.entry_point_group == "dynamics_lab.widgets"
     assert widgets.get("sprocket").__name__ == "Sprocket"
     assert widgets.names() == ["sprocket"]
+
+
+def test_the_registered_name_is_written_once_and_the_config_takes_it():
+    from typing import Literal
+
+    from dynamics_lab.schema import NamedSection, validate_section
+
+    registry = Registry("widget")
+
+    class WidgetConfig(NamedSection):
+        size: int = 1
+
+    @registry.register("widget")
+    class Widget:
+        Config = WidgetConfig
+
+    assert WidgetConfig().name == "widget"
+    assert validate_section(WidgetConfig, {"name": "widget", "size": 2}, "widget").size == 2
+    with pytest.raises(ConfigError, match="widget.name: Input should be 'widget'"):
+        validate_section(WidgetConfig, {"name": "gadget"}, "widget")
+
+    class Bigger(WidgetConfig):  # a subclass registered under its own name takes that one
+        pass
+
+    registry.register("big_widget")(type("BigWidget", (), {"Config": Bigger}))
+    assert Bigger().name == "big_widget" and WidgetConfig().name == "widget"
+
+    class Declared(NamedSection):
+        name: Literal["declared"] = "declared"
+
+    with pytest.raises(ValueError, match="Declared.name admits 'declared', not 'other'"):
+        registry.register("other")(type("Other", (), {"Config": Declared}))
+    with pytest.raises(ValueError, match="already the Config of 'widget'"):
+        registry.register("again")(type("Again", (), {"Config": WidgetConfig}))

@@ -63,6 +63,34 @@ def test_tags_notes_summary_types_and_the_run_files_artifact(sweep):
         "config.yaml", "metrics.parquet", "verdict.json"]
 
 
+def test_tags_and_notes_are_stored_with_every_run(sweep):
+    """`--tag`/`--notes` are overrides of logging.tags/notes: in config.yaml, so a resumed run
+    or a W&B agent's run keeps them, and read from there by the W&B run (not the environment)."""
+    import os
+
+    import yaml
+
+    run_dirs = [p for p in sorted(sweep.iterdir()) if p.is_dir()]
+    for run_dir in run_dirs:
+        logging = yaml.safe_load((run_dir / "config.yaml").read_text())["logging"]
+        assert logging["tags"] == ["baseline", "p23"] and logging["notes"] == "tiny check"
+        assert OfflineRun(run_dir).run.notes == "tiny check"
+    assert "WANDB_TAGS" not in os.environ and "WANDB_NOTES" not in os.environ
+
+
+def test_tags_come_from_the_config_alone(tmp_path, monkeypatch):
+    from dynamics_lab.tracking.wandb import make_wandb_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    config = {"name": "x", "logging": {"tags": ["a: b", "c,d"], "notes": "from the config"}}
+    logger, offline = make_wandb_logger(tmp_path, config, "run", "group")
+    run = logger.experiment
+    assert offline and list(run.tags) == ["a: b", "c,d"] and run.notes == "from the config"
+    run.finish()
+
+
 def test_dashboard_is_a_workspace_document_that_loads_back(sweep):
     result = CliRunner().invoke(app, ["dashboard", "grokking", "--runs", str(sweep),
                                       "--no-publish"])

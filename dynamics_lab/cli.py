@@ -43,6 +43,16 @@ def print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def ensemble_size(value: str) -> int | str:
+    """`--ensemble`: a positive count or auto (a usage error, exit 2, otherwise)."""
+    from dynamics_lab.sweep.jobs import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
                                       help="print the version and exit")) -> None:
@@ -75,9 +85,10 @@ def run(
     launcher: Launcher = typer.Option(
         Launcher.local, help="local subprocesses; slurm: a submitit job array (settings: "
                              "--set sweep.slurm.KEY=VALUE); wandb: a W&B sweep file for agents"),
-    ensemble: int = typer.Option(
-        1, min=1, help="train up to K runs differing only in seed/weight decay as one vectorized "
-                       "model (without --sweep: K seeds from --seed)"),
+    ensemble: str = typer.Option(
+        "1", callback=ensemble_size, help="train up to K runs that differ only in seed, weight "
+        "decay, init scale or SGD step size as one vectorized model; auto: as many per process "
+        "as shapes and memory allow (without --sweep: K seeds from --seed)"),
     resume_sweep: Path | None = typer.Option(
         None, "--resume-sweep", help="finish this sweep dir: skip finished runs, resume killed "
                                      "ones from their checkpoints, rerun failed ones"),
@@ -186,8 +197,9 @@ def phase(
     workers: int | None = typer.Option(None, min=1, help="jobs at once, one torch thread each"),
     launcher: Launcher = typer.Option(Launcher.local, help="local or slurm (each round's array "
                                                            "is waited for)"),
-    ensemble: int = typer.Option(1, min=1, help="train up to K runs differing only in seed/"
-                                                "weight decay as one vectorized model"),
+    ensemble: str = typer.Option("1", callback=ensemble_size,
+                                 help="runs per process trained as one vectorized model "
+                                      "(a number, or auto)"),
     resume_sweep: Path | None = typer.Option(
         None, "--resume-sweep", help="go on with this search: rerun what did not finish, then "
                                      "refine from the labels on disk"),

@@ -250,28 +250,14 @@ def check_pairing(config: ExperimentConfig, force: bool = False) -> None:
     device (shapes only, no memory) and, when its constructor needs real values (and the
     task's data fits), on the CPU with a forked RNG, so the run's own seeding is untouched.
     """
-    import torch
-
-    from dynamics_lab.footprint import check_data, check_model, counting_activations
+    from dynamics_lab.footprint import check_data, check_model, dry_forward
 
     task = TASKS.build(config.task, batch_size=config.trainer.batch_size, seed=config.seed)
     check_data(config, task, force)
     spec = task.spec
     shape = (2, *spec.input_shape)
-
-    def forward(device: str):
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), torch.device(device):
-            x = (torch.zeros(shape, dtype=torch.long) if spec.n_tokens
-                 else torch.zeros(shape, dtype=torch.get_default_dtype()))
-            model = MODELS.build(config.model, spec)
-            with counting_activations(model) as activations:
-                return model, model(x), activations[0] / shape[0]
-
     try:
-        try:
-            model, out, per_example = forward("meta")
-        except Exception:  # e.g. an init that reads values (.item()): try with real tensors
-            model, out, per_example = forward("cpu")
+        model, out, per_example = dry_forward(config, spec, shape)
     except Exception as exc:  # any failure here is the pairing's, reported as config
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"model.name={config.model.name} cannot take task.name="

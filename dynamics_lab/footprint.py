@@ -70,10 +70,32 @@ def counting_activations(model) -> Iterator[list[int]]:
             handle.remove()
 
 
-def check_model(config, task, model, activations_per_example: float, force: bool = False) -> None:
-    """Refuse parameters + gradients + optimizer state + activations (and data) beyond the
-    machine. Activations count a training step of `batch_size` examples (the whole training
-    split when the task says how many), twice for backward, or one evaluation chunk."""
+def dry_forward(config, spec, shape: tuple[int, ...]):
+    """(model, outputs, activations per example) of the config's model on zero inputs of
+    `shape`, built on the meta device (no memory), or on the CPU when its constructor needs
+    real values, with a forked RNG so the run's own seeding is untouched."""
+    import torch
+
+    from dynamics_lab.registry import MODELS
+
+    def forward(device: str):
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), torch.device(device):
+            x = (torch.zeros(shape, dtype=torch.long) if spec.n_tokens
+                 else torch.zeros(shape, dtype=torch.get_default_dtype()))
+            model = MODELS.build(config.model, spec)
+            with counting_activations(model) as activations:
+                return model, model(x), activations[0] / shape[0]
+
+    try:
+        return forward("meta")
+    except Exception:  # e.g. an init that reads values (.item()): try with real tensors
+        return forward("cpu")
+
+
+def run_parts(config, task, model, activations_per_example: float) -> dict[str, float]:
+    """Bytes by part: parameters + gradients + optimizer state, activations, data.
+    Activations count a training step of `batch_size` examples (the whole training split when
+    the task says how many), twice for backward, or one evaluation chunk."""
     t, optim = config.trainer, config.optim
     element = 8 if t.dtype == "float64" else 4
     n_params = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
@@ -84,5 +106,23 @@ def check_model(config, task, model, activations_per_example: float, force: bool
     parts = {"parameters, gradients and optimizer state": n_params * element * (2 + states),
              "activations": activations_per_example * element * max(2 * per_step, per_eval),
              "data": task.data_bytes() if hasattr(task, "data_bytes") else 0}
+    return parts
+
+
+def member_bytes(config) -> float:
+    """Memory one more ensemble member adds: its parameters, gradients, optimizer state and
+    activations (the data is shared by all members)."""
+    from dynamics_lab.registry import TASKS
+
+    task = TASKS.build(config.task, batch_size=config.trainer.batch_size, seed=config.seed)
+    model, _, per_example = dry_forward(config, task.spec, (2, *task.spec.input_shape))
+    parts = run_parts(config, task, model, per_example)
+    return parts["parameters, gradients and optimizer state"] + parts["activations"]
+
+
+def check_model(config, task, model, activations_per_example: float, force: bool = False) -> None:
+    """Refuse a run whose `run_parts` add up to more than the machine has."""
+    t = config.trainer
+    parts = run_parts(config, task, model, activations_per_example)
     refuse_beyond_machine(f"model.name={config.model.name} on task.name={config.task.name}",
                           parts, t.device, force)

@@ -90,3 +90,42 @@ def test_cli_ensemble_measures_every_member(runs_root, tiny_overrides):
     for member in sorted(p.parent for p in runs_root.rglob("meta.json")):
         sharpness = pd.read_csv(member / "metrics.csv")["hessian/lambda_max"]
         assert sharpness.notna().sum() == 5 and (sharpness.dropna() > 0).all()
+
+
+def test_auto_packs_what_keeps_shapes_and_splits_what_changes_them(tmp_path, monkeypatch):
+    config = load_experiment("edge_of_stability", "quick", [
+        "sweep.grid={optim.lr: [0.1, 0.2], model.width: [8, 16], model.init_scale: [0.5, 1.0]}",
+        "sweep.seeds=[0, 1]"])
+    dirs = prepare_sweep(config, expand(config), tmp_path / "s")
+    jobs = group_jobs(dirs, "auto")
+    assert sorted(map(len, jobs)) == [8, 8]  # one process per width
+    for job in jobs:
+        assert len({RunDir(p).config()["model"]["width"] for p in job}) == 1
+
+    import dynamics_lab.footprint as footprint
+
+    def member(width):
+        return footprint.member_bytes(load_experiment("edge_of_stability", "quick",
+                                                      [f"model.width={width}"]))
+
+    memory = 2 * 3 * member(16)  # half of it for members: 3 of width 16
+    monkeypatch.setattr(footprint, "machine_memory", lambda device: memory)
+    narrow = int(memory / 2 // member(8))
+    assert 3 < narrow < 8
+    expected = sorted([3, 3, 2, *[narrow] * (8 // narrow), *([8 % narrow] if 8 % narrow else [])])
+    assert sorted(map(len, group_jobs(dirs, "auto"))) == expected
+
+
+def test_adam_runs_with_different_step_sizes_do_not_share_an_ensemble(tmp_path, tiny_overrides):
+    config = load_experiment("grokking", "quick", tiny_overrides + [
+        "sweep.grid={optim.lr: [0.001, 0.003]}", "sweep.seeds=[0, 1]"])
+    jobs = group_jobs(prepare_sweep(config, expand(config), tmp_path / "s"), "auto")
+    assert sorted(map(len, jobs)) == [2, 2]  # AdamW's update is not linear in its step size
+
+
+def test_the_cli_refuses_a_bad_ensemble_size_in_one_line(runs_root):
+    result = CliRunner().invoke(app, ["run", "grokking", "--ensemble", "many"])
+    assert result.exit_code == 2 and "'many'" in result.output
+    result = CliRunner().invoke(app, ["run", "grokking", "--ensemble", "auto"])
+    assert result.exit_code == 2 and "add --sweep" in result.output
+    assert not runs_root.exists()

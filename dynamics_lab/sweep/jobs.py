@@ -1,4 +1,13 @@
-"""A sweep's runs grouped into jobs: what one worker process trains (one run, or an ensemble)."""
+"""A sweep's runs grouped into jobs: what one worker process trains (one run, or an ensemble).
+
+Runs share an ensemble when their configs differ only in values that keep tensor shapes
+(`train/ensemble.py` VARYING: seed, weight decay, init scale, an SGD step size); any other
+difference (width, depth, p, n, the optimizer) splits them. `size` caps an ensemble; "auto"
+packs each group into as few processes as memory allows: half the machine's memory (RAM, or the
+GPU's) over what one member adds (`footprint.member_bytes`), at most AUTO_MAX. Members of a
+killed ensemble that come back together form their old ensemble again, so it resumes from its
+checkpoint; a run with its own checkpoint goes alone.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +16,60 @@ from pathlib import Path
 from dynamics_lab.tracking.rundir import RunDir
 from dynamics_lab.train.ensemble import group_key
 
+AUTO = "auto"
+AUTO_MAX = 1024  # members per process at most, whatever the memory
 
-def group_jobs(run_dirs: list[Path], size: int) -> list[list[Path]]:
-    """Jobs of up to `size` compatible runs, in sweep order; a run to resume goes alone."""
-    if size <= 1:
+
+def parse_size(value: str | int) -> int | str:
+    """`--ensemble` as given: a positive count, or "auto"; a ValueError (one line) otherwise."""
+    if str(value).strip().lower() == AUTO:
+        return AUTO
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise ValueError(f"--ensemble takes a number of runs per process (>= 1) or 'auto', "
+                         f"not {value!r}")
+    return size
+
+
+def auto_size(config: dict) -> int:
+    """Members that fit in one process for runs like `config` (see the module docstring)."""
+    from dynamics_lab.config import build_config
+    from dynamics_lab.footprint import machine_memory, member_bytes
+
+    built = build_config(config)
+    per_member = max(member_bytes(built), 1.0)
+    return max(1, min(AUTO_MAX, int(machine_memory(built.trainer.device) / 2 // per_member)))
+
+
+def group_jobs(run_dirs: list[Path], size: int | str) -> list[list[Path]]:
+    """Jobs of up to `size` compatible runs ("auto": as many as fit), in sweep order."""
+    if size == 1:
         return [[d] for d in run_dirs]
-    groups: dict[str, list[Path]] = {}
+    runs = {path: RunDir(path) for path in run_dirs}
     jobs: list[list[Path]] = []
-    for path in run_dirs:
-        run = RunDir(path)
-        if run.has_checkpoint() and run.status.resumable:
-            jobs.append([path])
+    grouped: set[Path] = set()
+    for path, run in runs.items():  # killed ensembles whose members are all back
+        if path in grouped or not (run.has_checkpoint() and run.status.resumable):
             continue
-        group = groups.setdefault(group_key(run.config()), [])
+        members = [path.parent / name for name in run.meta.get("ensemble", {}).get("members", [])]
+        job = members if len(members) > 1 and all(m in runs for m in members) else [path]
+        jobs.append(job)
+        grouped.update(job)
+    groups: dict[str, list[Path]] = {}
+    caps: dict[str, int] = {}
+    for path, run in runs.items():
+        if path in grouped:
+            continue
+        config = run.config()
+        key = group_key(config)
+        if key not in caps:
+            caps[key] = auto_size(config) if size == AUTO else int(size)
+        group = groups.setdefault(key, [])
         group.append(path)
-        if len(group) == size:
+        if len(group) == caps[key]:
             jobs.append(list(group))
             group.clear()
     jobs += [g for g in groups.values() if g]

@@ -35,7 +35,7 @@ class RunRequest:
     out: Path | None = None
     workers: int | None = None
     launcher: str = "local"
-    ensemble: int = 1
+    ensemble: int | str = 1  # runs per process, or "auto" (sweep/jobs.py)
     resume_sweep: Path | None = None
     wait: bool = False
     wandb: bool | None = None
@@ -81,7 +81,11 @@ def plan(request: RunRequest) -> Plan:
 
     if request.launcher not in LAUNCHERS:
         raise ConfigError(f"unknown launcher '{request.launcher}'; valid: {', '.join(LAUNCHERS)}")
-    if request.ensemble > 1 and request.launcher == "wandb":
+    packs = request.ensemble != 1
+    if request.ensemble == "auto" and not request.sweep:
+        raise ConfigError("--ensemble auto packs a sweep's runs; add --sweep, or give a number "
+                          "of seeds to train together")
+    if packs and request.launcher == "wandb":
         raise ConfigError("--ensemble does not apply to --launcher wandb: each agent call trains "
                           "one run")
     overrides = [*request.overrides, *request.flag_overrides()]
@@ -90,13 +94,13 @@ def plan(request: RunRequest) -> Plan:
     if request.launcher == "local":  # a Slurm or W&B run may train on another machine
         check_device(config.trainer.device)
     sweep = request.sweep
-    if request.ensemble > 1 and not sweep:  # K seeds of the one configured run
+    if packs and not sweep:  # K seeds of the one configured run
         seeds = list(range(config.seed, config.seed + request.ensemble))
         overrides += ["sweep.grid={}", f"sweep.seeds={seeds}"]
         config = load_experiment(request.experiment, request.profile, overrides, request.plugins,
                              request.force)
         sweep = True
-    if request.ensemble > 1:
+    if packs:
         check_ensemble(config)
     if request.plugins:  # what W&B agents pass to `dynlab agent-run` (config.yaml has them too)
         overrides.append(f"plugins={json.dumps(config.plugins)}")

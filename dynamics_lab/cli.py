@@ -363,7 +363,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
     """Status, verdict and last metrics of one run (and its config with --config)."""
     import yaml
 
-    from dynamics_lab.tracking.metrics import last_metrics
+    from dynamics_lab.tracking.metrics import last_run_metrics
     from dynamics_lab.tracking.progress import running_for
     from dynamics_lab.tracking.resume import still_running
     from dynamics_lab.tracking.rundir import RunDir, RunDirError
@@ -371,7 +371,7 @@ def show(run_dir: Path = typer.Argument(..., help="a run directory"),
     try:
         run = RunDir.open(run_dir)
         meta, verdict = run.meta, run.verdict()
-        metrics = last_metrics(run.metrics_path) if run.metrics_path.exists() else None
+        metrics = last_run_metrics(run.metrics_path, run.parquet_path)
         resolved = run.config() if config else None
     except RunDirError as exc:
         fail(str(exc))

@@ -1,6 +1,7 @@
 """`dynlab list` and `dynlab show` answer without loading torch, Lightning or pandas: the names
 are read from the built-ins' source, the last metrics from the CSV row by row."""
 
+import resource
 import subprocess
 import sys
 
@@ -8,7 +9,12 @@ import pytest
 
 from dynamics_lab import catalog
 from dynamics_lab.registry import MEASUREMENTS, MODELS, PHENOMENA, TASKS
-from dynamics_lab.tracking.metrics import MetricsError, last_metrics, read_metrics
+from dynamics_lab.tracking.metrics import (
+    MetricsError,
+    last_metrics,
+    last_run_metrics,
+    read_metrics,
+)
 from dynamics_lab.tracking.rundir import RunDir
 
 HEAVY = ("torch", "lightning", "pandas", "matplotlib", "wandb")
@@ -44,6 +50,30 @@ def test_show_loads_nothing_heavy_and_prints_the_last_value_of_every_metric(tmp_
     text, heavy = modules_loaded_by("show", str(run.path))
     assert heavy == []
     assert "last metrics (step 20): train/loss=1, val/acc=0.25" in text
+
+
+def test_show_reads_a_run_that_kept_only_its_parquet_within_a_second(tmp_path):
+    from dynamics_lab.tracking.metrics import write_parquet
+
+    run = RunDir.create(tmp_path / "run", {"name": "x", "trainer": {"max_steps": 30}}, seed=0)
+    run.update_meta(status="completed", wall_time_s=1.0)
+    run.metrics_path.write_text("step,train/loss,val/acc\n0,2.0,\n10,1.5,0.25\n20,1.0,\n")
+    assert write_parquet(run.metrics_path, run.parquet_path)
+    expected = last_metrics(run.metrics_path)
+    run.metrics_path.unlink()
+    assert last_run_metrics(run.metrics_path, run.parquet_path) == expected
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    text, heavy = modules_loaded_by("show", str(run.path))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of a fresh interpreter, imports included (pyarrow's ~0.3 s among them); the
+    # wall time also counts waiting for a busy machine's cores
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    assert heavy == []
+    assert "last metrics (step 20): train/loss=1, val/acc=0.25" in text
+    assert cpu < 1.0, f"show took {cpu:.2f} CPU seconds"
+    run.parquet_path.write_bytes(b"not parquet")
+    with pytest.raises(MetricsError, match="metrics.parquet: not a metrics table"):
+        last_run_metrics(run.metrics_path, run.parquet_path)
 
 
 def test_last_metrics_agrees_with_the_table_reader(tmp_path):

@@ -1,8 +1,9 @@
 """Crash-safe local metrics: one CSV row per logged step, on disk as soon as it is logged.
 
-Reading and writing need only pandas (imported on first read; `last_metrics` needs none); the
-Lightning logger lives in `metrics_logger` (imported on first use of `LocalMetricsLogger`), so
-notebooks and `dynlab show` load without Lightning."""
+Reading and writing need only pandas (imported on first read; `last_metrics` needs none, nor
+`last_run_metrics`, which reads a parquet with pyarrow alone); the Lightning logger lives in
+`metrics_logger` (imported on first use of `LocalMetricsLogger`), so notebooks and `dynlab show`
+load without Lightning."""
 
 from __future__ import annotations
 
@@ -171,6 +172,35 @@ def last_metrics(path: Path | str) -> tuple[int, dict[str, float]] | None:
     if step is None:
         return None
     return int(last.pop(STEP)), last
+
+
+def last_run_metrics(csv_path: Path, parquet_path: Path) -> tuple[int, dict[str, float]] | None:
+    """`last_metrics` of a run: from its metrics.csv (the record, appended to on resume), else
+    from its metrics.parquet (a run kept or copied without the CSV), read with pyarrow and
+    without pandas; None when it has neither or no rows. A parquet that does not read is a
+    MetricsError naming the file."""
+    if Path(csv_path).exists():
+        return last_metrics(csv_path)
+    if not Path(parquet_path).is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    try:  # ParquetFile, not read_table: the latter imports pandas
+        with pq.ParquetFile(parquet_path) as file:
+            columns = file.read().to_pydict()
+    except Exception as exc:  # pyarrow's errors share no base class worth naming
+        raise MetricsError(f"{parquet_path}: not a metrics table ({exc})") from None
+    if STEP not in columns:
+        raise MetricsError(f"{parquet_path}: no '{STEP}' column")
+    steps = [s for s in columns.pop(STEP) if s is not None]
+    if not steps:
+        return None
+    last: dict[str, float] = {}
+    for column, values in columns.items():  # one row per step, in step order (write_parquet)
+        present = [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+        if present:
+            last[column] = float(present[-1])
+    return int(max(steps)), last
 
 
 def write_parquet(csv_path: Path, parquet_path: Path) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dynamics_lab.phenomena.figure_marks import label, title
+from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 
 LOSSES = (("train/loss", "train loss", "tab:blue"), ("val/loss", "test loss", "tab:orange"))
@@ -19,31 +19,40 @@ KERNEL = (("ntk/alignment", "NTK-label alignment", "tab:green"),
           ("ntk/distance_init", "kernel distance from init", "tab:red"))
 
 
-def _plot(ax, frame: pd.DataFrame, columns) -> list:
-    lines = []
+def _bands(ax, seeds: list[pd.DataFrame], columns) -> tuple[list, list[int]]:
+    """Each column's mean over the grid point's seeds with its 95% band, steps clipped at 1 for
+    the log axis; (lines for the legend, seeds drawn per column)."""
+    lines, counts = [], []
     for column, text, color in columns:
-        if column in frame:
-            data = frame[["step", column]].dropna()
-            lines += ax.plot(data["step"].clip(lower=1), data[column], label=text, color=color)
-    return lines
+        counts.append(band(ax, seeds, column, color, text, step=lambda s: np.clip(s, 1, None)))
+        lines += [ax.get_lines()[-1]] if counts[-1] else []
+    return lines, counts
 
 
-def kernel_and_loss_panels(view, runs: dict[str, pd.DataFrame], path: Path) -> Path:
-    """Per run: losses (log scale, left) and alignment / kernel distance (right) against step."""
+def kernel_and_loss_panels(view, runs: list, path: Path) -> Path:
+    """Per grid point (lowest-seed verdict): losses (log scale, left) and alignment / kernel
+    distance (right) against step, each the mean over the seeds with its 95% band; the lowest
+    seed's key steps (fit, test drop, alignment rise, ...) marked."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
-    for ax, (name, frame) in zip(axes[0], runs.items()):
-        lines = _plot(ax, frame, LOSSES)
+    counts = []
+    for ax, (name, row, frame) in zip(axes[0], runs):
+        seeds = view.seeds(row) or [frame]
+        lines, drawn = _bands(ax, seeds, LOSSES)
+        counts += drawn
         if LAZY in frame and frame[LAZY].notna().any():
             lines.append(ax.axhline(float(frame[LAZY].dropna().iloc[0]), color="tab:orange",
                                     ls=":", lw=1, label="test loss, kernel regression with K0"))
+        mark_steps(ax, row, legend=False)
         ax.set_yscale("log")
         ax.set_xscale("log")
         label(ax, "step")
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
         twin = ax.twinx()
-        lines += _plot(twin, frame, KERNEL)
+        kernel, drawn = _bands(twin, seeds, KERNEL)
+        lines += kernel
+        counts += drawn
         twin.set_ylim(bottom=0)  # autoscaled: a near-linear network's kernel moves little
         if ax is axes[0][0]:
             ax.set_ylabel("loss")
@@ -51,7 +60,8 @@ def kernel_and_loss_panels(view, runs: dict[str, pd.DataFrame], path: Path) -> P
         if ax is axes[0][-1]:
             twin.set_ylabel("alignment / distance")
     title(fig, "lazy vs rich: the kernel moves and aligns when the test loss falls",
-          f"{view.selection(view.centre(view.axes[:1]).head(len(runs)))}, lowest seed")
+          f"{view.selection(runs)}, {seeds_text(counts)}; vertical lines: the lowest seed's key "
+          "steps (fit, test drop, alignment rise, loss crossings)")
     return save(fig, path)
 
 
@@ -134,7 +144,8 @@ def delay_figure(view, table: pd.DataFrame, axis: str, path: Path,
 
 def write_figures(view, min_ratio: float = 2.0) -> list[Path]:
     written = []
-    runs = view.representative()
+    runs = view.runs(view.centre(view.axes[:1]), by=view.axes[0] if view.axes else None,
+                     limit=5)
     if runs:
         written.append(kernel_and_loss_panels(view, runs, view.out / "kernel_and_loss.png"))
     if view.axes and "final_val_loss" in view.table:

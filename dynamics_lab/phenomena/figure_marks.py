@@ -1,6 +1,7 @@
 """What every report figure shows beside its curves, drawn the same way everywhere: axes labelled
 in words, the verdict's key steps marked, a metric as the mean over a grid point's seeds with
-its 95% band, and a title that names which runs are shown (plotting.py draws; SweepView picks)."""
+its 95% band (a summary's too, against a swept key: per_seed), and a title that names which runs
+are shown (plotting.py draws; SweepView picks)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,15 @@ def band(ax, frames: Sequence[pd.DataFrame], column: str, color: str | None = No
                         scale * np.clip(high, seen.min(), seen.max()),
                         color=drawn[0].get_color(), alpha=0.2, lw=0)
     return n
+
+
+def per_seed(table: pd.DataFrame, key: str) -> list[pd.DataFrame]:
+    """A sweep table's numeric columns as one frame per seed with `key` (a swept key or verdict
+    field) as the frame's step, the mean where a seed has several rows at one value: so `band`
+    draws a verdict field's mean and 95% band over the seeds against that key."""
+    parts = [part for _, part in table.groupby("seed")] if "seed" in table else [table]
+    return [part.select_dtypes("number").groupby(key, as_index=False).mean()
+            .rename(columns={key: "step"}) for part in parts if len(part)]
 
 
 def seeds_text(counts: Sequence[int]) -> str:

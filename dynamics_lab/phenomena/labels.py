@@ -11,6 +11,7 @@ WORDS = {
     "task.k": "parity degree k", "task.n": "input dimension n",
     "model.alpha": "output scale alpha", "model.curvature": "second-order curvature Q",
     "n_params": "number of parameters", "d": "memory dimension d", "T": "training tokens T",
+    "model.dim": "memory dimension d", "task.n_samples": "training tokens T",
     "train/acc": "training accuracy", "val/acc": "validation accuracy",
     "train/loss": "training loss", "val/loss": "test loss",
     "train/batch_loss": "training loss (minibatch)",

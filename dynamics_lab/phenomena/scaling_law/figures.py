@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.figure_marks import band, label, per_seed, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 from dynamics_lab.phenomena.scaling_law.fits import ESTIMATORS, scaling_fits
 
@@ -32,12 +33,25 @@ def _fit_label(f: pd.Series) -> str:
     return label
 
 
-def scaling_figure(table: pd.DataFrame, fits: pd.DataFrame, windows: dict, path: Path) -> Path:
-    """Two panels: error vs d at the largest T, error vs T at the largest d."""
+def _positive_band(ax, table: pd.DataFrame, axis: str, column: str, color, text=None,
+                   **line) -> int:
+    """`column` against `axis` as the mean over seeds with its 95% band, zero errors left out
+    (log axes); the number of seeds."""
+    frames = [f.assign(**{column: f[column].where(f[column] > 0)})
+              for f in per_seed(table[[axis, "seed", column]] if "seed" in table
+                                else table[[axis, column]], axis)]
+    return band(ax, frames, column, color, text, **line)
+
+
+def scaling_figure(view, table: pd.DataFrame, fits: pd.DataFrame, windows: dict,
+                   path: Path) -> Path:
+    """Two panels: error vs d at the largest T, error vs T at the largest d; points are means
+    over the seeds, shaded their 95% band."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    counts = []
     for ax, (axis, other) in zip(axes, (("d", "T"), ("T", "d"))):
         fixed = table[other].max()
         line = table[table[other] == fixed]
@@ -46,6 +60,9 @@ def scaling_figure(table: pd.DataFrame, fits: pd.DataFrame, windows: dict, path:
             column = f"error_{estimator}"
             if column not in line or line[column].isna().all():
                 continue
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            counts.append(_positive_band(ax, line, axis, column, COLORS[estimator], lw=0))
             points = line[[axis, column]].dropna().groupby(axis)[column].mean()
             points = points[points > 0]
             inside = (np.ones(len(points), bool) if window is None else
@@ -56,25 +73,25 @@ def scaling_figure(table: pd.DataFrame, fits: pd.DataFrame, windows: dict, path:
                       mfc="none", alpha=0.6)
             fit = (fits[(fits["estimator"] == estimator) & (fits["axis"] == axis)]
                    if len(fits) else [])
-            label = estimator
+            legend = estimator
             if not len(fit):
                 # Drawn, not fitted: no power law is expected along this axis at these sizes.
                 ax.loglog(points.index, points, ":", color=color, lw=0.9)
-                label += ": not fitted (other bottleneck)"
+                legend += ": not fitted (other bottleneck)"
             else:
                 f = fit.iloc[0]
                 xs = np.array([points.index[inside].min(), points.index[inside].max()], float)
                 ax.loglog(xs, f["prefactor"] * xs ** -f["exponent"], "-", color=color, lw=1.2)
-                label += _fit_label(f)
+                legend += _fit_label(f)
                 if pd.notna(f["theory"]):
                     # The theory slope, drawn through the fitted line's geometric centre.
                     centre = np.sqrt(xs[0] * xs[1])
                     level = f["prefactor"] * centre ** -f["exponent"]
                     ax.loglog(xs, level * (xs / centre) ** -f["theory"], "--", color=color,
                               lw=0.9, alpha=0.8)
-            ax.plot([], [], marker + "-", color=color, label=label)
-        ax.set_xlabel(axis)
-        ax.set_ylabel("population error")
+            ax.plot([], [], marker + "-", color=color, label=legend)
+        label(ax, axis)
+        ax.set_ylabel("population error (fraction)")
         ax.xaxis.set_major_locator(FixedLocator(sorted(table[axis].unique())))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
@@ -83,52 +100,64 @@ def scaling_figure(table: pd.DataFrame, fits: pd.DataFrame, windows: dict, path:
         limit = "memory-limited" if axis == "d" else "data-limited"
         ax.set_title(f"error vs {axis} at {other}={fixed:g} ({limit}); hollow: outside the fit",
                      fontsize=9)
-    fig.suptitle("associative-memory scaling laws: solid = fit, dashed = theory slope", fontsize=10)
+    shown = table[(table["T"] == table["T"].max()) | (table["d"] == table["d"].max())]
+    title(fig, "associative-memory scaling laws: solid = fit, dashed = theory slope",
+          f"{view.selection(shown)} (the largest T and the largest d), {seeds_text(counts)}")
     return save(fig, path)
 
 
-def grid_figure(table: pd.DataFrame, path: Path) -> Path:
-    """Error vs d for every T, trained memory and top_k: where each bottleneck takes over."""
+def grid_figure(view, table: pd.DataFrame, path: Path) -> Path:
+    """Error vs d for every T, trained memory and top_k: where each bottleneck takes over; each
+    line the mean over seeds with its 95% band."""
     plt = pyplot()
     estimators = [e for e in ("trained", "top_k") if f"error_{e}" in table]
     fig, axes = plt.subplots(1, len(estimators), figsize=(5.2 * len(estimators), 4),
                              squeeze=False)
     cmap = plt.get_cmap("viridis")
     Ts = sorted(table["T"].dropna().unique())
+    counts = []
     for ax, estimator in zip(axes[0], estimators):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         for i, T in enumerate(Ts):
-            part = table[table["T"] == T].groupby("d")[f"error_{estimator}"].mean().dropna()
-            part = part[part > 0]
-            ax.loglog(part.index, part, "o-", color=cmap(i / max(len(Ts) - 1, 1)), ms=4,
-                      label=f"T={T:g}")
-        ax.set_xlabel("d")
-        ax.set_ylabel("population error")
+            counts.append(_positive_band(ax, table[table["T"] == T], "d", f"error_{estimator}",
+                                         cmap(i / max(len(Ts) - 1, 1)), f"T={T:g}", marker="o",
+                                         ms=4))
+        label(ax, "d")
+        ax.set_ylabel("population error (fraction)")
         ax.set_title(f"{estimator}: error vs d, one line per T", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
+    title(fig, "", f"{view.selection(table)}, {seeds_text(counts)}")
     return save(fig, path)
 
 
+def _final_recall(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The run's last logged recall per token-rank bucket, `step` the bucket's centre rank."""
+    columns = [c for c in frame if c.startswith("memory/recall_")] if frame is not None else []
+    if not columns:
+        return None
+    last = frame[columns].ffill().iloc[-1]
+    ranges = sorted((tuple(int(v) for v in c.rsplit("_", 1)[1].split("-")), c) for c in columns)
+    return pd.DataFrame({"step": [np.sqrt(lo * hi) for (lo, hi), _ in ranges],
+                         "recall": [last[c] for _, c in ranges]})
+
+
 def recall_figure(view, table: pd.DataFrame, path: Path) -> Path | None:
-    """Final recall of the trained memory by token-rank bucket, one line per d at the largest T."""
+    """Final recall of the trained memory by token-rank bucket, one line per d at the largest T:
+    the mean over seeds with its 95% band."""
     plt = pyplot()
     line = table[table["T"] == table["T"].max()]
     fig, ax = plt.subplots(figsize=(5.4, 4))
+    ax.set_xscale("log")
     cmap = plt.get_cmap("plasma")
     ds = sorted(line["d"].unique())
-    drawn = False
+    counts = []
     for i, d in enumerate(ds):
-        frame = view.metrics(line[line["d"] == d]["run_id"].iloc[0])
-        columns = [c for c in frame if c.startswith("memory/recall_")] if frame is not None else []
-        if not columns:
-            continue
-        last = frame[columns].ffill().iloc[-1]
-        ranges = sorted((tuple(int(v) for v in c.rsplit("_", 1)[1].split("-")), c) for c in columns)
-        centres = [np.sqrt(lo * hi) for (lo, hi), _ in ranges]
-        ax.semilogx(centres, [last[c] for _, c in ranges], "o-", color=cmap(i / max(len(ds), 1)),
-                    label=f"d={d:g}")
-        drawn = True
-    if not drawn:
+        recalls = [_final_recall(view.metrics(r)) for r in line[line["d"] == d]["run_id"]]
+        counts.append(band(ax, [r for r in recalls if r is not None], "recall",
+                           cmap(i / max(len(ds), 1)), f"d={d:g}", marker="o"))
+    if not any(counts):
         plt.close(fig)
         return None
     ax.set_xlabel("token frequency rank (bucket centre)")
@@ -136,6 +165,7 @@ def recall_figure(view, table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_title(f"trained memory: recall by frequency rank, T={line['T'].max():g}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
+    title(fig, "", f"{view.selection(line)}, {seeds_text(counts)}")
     return save(fig, path)
 
 
@@ -149,8 +179,8 @@ def write_figures(view) -> list[Path]:
     fits = scaling_fits(table, alpha, windows["d"], windows["T"])
     written = [view.out / "scaling_fits.csv"]
     fits.to_csv(written[0], index=False)
-    written.append(scaling_figure(table, fits, windows, view.out / "scaling_laws.png"))
+    written.append(scaling_figure(view, table, fits, windows, view.out / "scaling_laws.png"))
     if table["d"].nunique() > 1 and table["T"].nunique() > 1:
-        written.append(grid_figure(table, view.out / "error_grid.png"))
+        written.append(grid_figure(view, table, view.out / "error_grid.png"))
     recall = recall_figure(view, table, view.out / "recall_by_rank.png")
     return written + ([recall] if recall else [])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.grokking.progress import (
     EXCLUDED,
     FINAL_EXCLUDED,
@@ -26,8 +27,8 @@ PROGRESS_LOSSES = (("train/loss", "train loss", "tab:blue", "-"),
                    (RESTRICTED, "restricted loss, key frequencies of the moment", "tab:green",
                     ":"),
                    (EXCLUDED, "excluded loss, key frequencies of the moment", "tab:red", ":"))
-PHASE_STEPS = (("fit_step", "train fit", "tab:blue"),
-               ("restricted_step", "restricted (final keys) < chance/2", "tab:green"),
+# The train fit is the verdict's (marked in grey with its generalization step).
+PHASE_STEPS = (("restricted_step", "restricted (final keys) < chance/2", "tab:green"),
                ("excluded_step", "excluded (final keys) > chance", "tab:red"),
                ("test_step", "test < chance/2", "tab:orange"))
 
@@ -55,44 +56,50 @@ def write_figures(view) -> list[Path]:
     return written
 
 
+SHARES = (("val/acc", "val acc", "tab:orange"),
+          ("fourier/key_power", "key-frequency share of embedding", "tab:purple"),
+          ("fourier/key_logit_share", "key-frequency share of logits", "tab:green"))
+
+
 def progress_figure(view, progress, path: Path, limit: int = 3) -> Path:
-    """Per run: losses with the restricted and excluded loss (log scale), the phase steps marked;
-    below, val accuracy and the key frequencies' share of the embedding and of the logits."""
+    """Per grid point (the first `limit` with the progress measures): losses with the restricted
+    and excluded loss (log scale), below val accuracy and the key frequencies' share of the
+    embedding and of the logits; each the mean over the grid point's seeds with its 95% band.
+    The lowest seed's progress steps (dotted, coloured) and its verdict's fit and
+    generalization steps (grey) marked."""
     plt = pyplot()
-    rows = progress.head(limit)
-    fig, axes = plt.subplots(2, len(rows), figsize=(8.5 * len(rows), 6.4), squeeze=False,
-                             sharex="col", gridspec_kw={"height_ratios": [2, 1]})
-    for col, (_, row) in enumerate(rows.iterrows()):
-        frame = view.metrics(row["run_id"])
+    ids = list(progress["run_id"].head(limit))
+    runs = view.runs(view.table[view.table["run_id"].isin(ids)])
+    steps = progress.set_index("run_id")
+    fig, axes = plt.subplots(2, max(len(runs), 1), figsize=(8.5 * max(len(runs), 1), 6.4),
+                             squeeze=False, sharex="col", gridspec_kw={"height_ratios": [2, 1]})
+    counts = []
+    for col, (name, row, frame) in enumerate(runs):
         top, bottom = axes[0][col], axes[1][col]
-        for column, label, color, style in PROGRESS_LOSSES:
-            if column in frame:
-                data = frame[["step", column]].dropna()
-                top.plot(data["step"], data[column].clip(lower=1e-8), style, color=color,
-                         label=label)
-        top.axhline(row["chance"], color="gray", lw=0.8, ls=":", label="chance (initial test loss)")
+        seeds, phases = view.seeds(row) or [frame], steps.loc[row["run_id"]]
+        for column, text, color, style in PROGRESS_LOSSES:
+            counts.append(band(top, seeds, column, color, text, ls=style))
+        top.axhline(phases["chance"], color="gray", lw=0.8, ls=":",
+                    label="chance (initial test loss)")
         for ax in (top, bottom):
-            for key, label, color in PHASE_STEPS:
-                if pd.notna(row.get(key)):
-                    ax.axvline(row[key], color=color, lw=0.9, ls=":",
-                               label=f"{label}: {row[key]:,.0f}" if ax is top else None)
+            for key, text, color in PHASE_STEPS:
+                if pd.notna(phases.get(key)):
+                    ax.axvline(phases[key], color=color, lw=0.9, ls=":",
+                               label=f"{text}: {phases[key]:,.0f}" if ax is top else None)
+            mark_steps(ax, row, legend=ax is top)
         top.set_yscale("log")
-        top.set_ylabel("cross-entropy")
-        top.set_title(row["run_id"], fontsize=9)
+        top.set_ylabel("cross-entropy (nats)")
+        top.set_title(name, fontsize=9)
         top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         top.grid(alpha=0.3)
-        for column, label, color in (("val/acc", "val acc", "tab:orange"),
-                                     ("fourier/key_power", "key-frequency share of embedding",
-                                      "tab:purple"),
-                                     ("fourier/key_logit_share", "key-frequency share of logits",
-                                      "tab:green")):
-            if column in frame:
-                data = frame[["step", column]].dropna()
-                bottom.plot(data["step"], data[column], color=color, label=label)
+        for column, text, color in SHARES:
+            band(bottom, seeds, column, color, text)
         bottom.set_ylim(0, 1.02)
-        bottom.set_xlabel("step")
+        bottom.set_ylabel("accuracy / share")
+        label(bottom, "step")
         bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         bottom.grid(alpha=0.3)
-    fig.suptitle("progress measures (Nanda et al. 2023): the circuit forms before the test loss "
-                 "falls", fontsize=10)
+    title(fig, "progress measures (Nanda et al. 2023): the circuit forms before the test loss "
+          "falls", f"{view.selection(runs)}, {seeds_text(counts)}; dotted: the lowest seed's "
+          "progress steps, grey: its verdict's fit and generalization steps")
     return save(fig, path)

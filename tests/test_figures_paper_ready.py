@@ -177,3 +177,96 @@ def test_lazy_rich_and_hessian_rank_summaries_name_every_run(tmp_path, drawn):
                  predicted_rank=10, n_params=100)
     view = view_of(tmp_path, table, ["model.width", "model.depth"], lambda r: {"train/loss": 1})
     check(drawn("hessian_rank", view), view, band=False)
+
+
+def every_figure(figures, step: float | None = None) -> None:
+    """Every figure (not only the first) has a seed band, and `step` marked when given."""
+    for fig in figures:
+        assert has_band(fig), f"no seed band in {fig._suptitle.get_text()!r}"
+        if step is not None:
+            assert step in marked_steps(fig), f"step {step} not marked"
+
+
+def test_lazy_rich_curves_are_seed_bands_with_the_key_steps(tmp_path, drawn):
+    table = grid({"model.alpha": [0.1, 1.0, 4.0]}, final_val_loss=0.2, fit_step=100,
+                 test_drop_step=220)
+    view = view_of(tmp_path, table, ["model.alpha"], lambda r: {
+        "train/loss": 1 - 0.9 * sigmoid(100), "val/loss": 1 - 0.7 * sigmoid(200),
+        "ntk/alignment": 0.2 + 0.5 * sigmoid(150), "ntk/distance_init": 0.3 * sigmoid(150)})
+    curves = drawn("lazy_rich", view)[0]
+    check([curves], view, step=220)
+    assert "all 3 grid points, mean and 95% band over 3 seeds" in curves._suptitle.get_text()
+
+
+def test_eos_quadratic(tmp_path, drawn):
+    from dynamics_lab.metric_names import SecondOrder
+
+    table = grid({"optim.lr": [2.0, 3.0], "model.curvature": [0.0, 0.35]}, crossing_step=150,
+                 edge_crossing_step=160)
+    view = view_of(tmp_path, table, ["optim.lr", "model.curvature"], lambda r: {
+        "hessian/lambda_max": 2 / r["optim.lr"] * sigmoid(150),
+        "train/loss": 1 - 0.5 * sigmoid(200),
+        SecondOrder.NTK_LAMBDA: 2 / r["optim.lr"] * sigmoid(150),
+        SecondOrder.NTK_LAMBDA_PREV_MODE: 2 / r["optim.lr"] * sigmoid(150),
+        SecondOrder.ZETA: 0.1 + 0 * STEPS, SecondOrder.A: 0.2 + 0 * STEPS,
+        SecondOrder.B: 1.0 + 0 * STEPS, SecondOrder.LOSS: 1 - 0.5 * sigmoid(200)})
+    figures = drawn("eos_quadratic", view)
+    assert len(figures) == 3  # the edge-of-stability figure, normalized, two-variable
+    check(figures, view, step=150)
+    every_figure(figures, step=160)
+    normalized, reduced = (f._suptitle.get_text() for f in figures[1:])
+    assert "all 4 grid points, mean and 95% band over 3 seeds" in normalized
+    assert "2 of 4 grid points (second-order curvature Q = 0.35)" in reduced
+
+
+def test_scaling_law(tmp_path, drawn):
+    table = grid({"model.dim": [32, 64, 128], "task.n_samples": [256, 1024, 4096]}, alpha=1.5)
+    table = table.assign(d=table["model.dim"], T=table["task.n_samples"])
+    for name, scale in (("trained", 1.0), ("top_k", 0.8), ("seen", 0.9), ("frequency", 1.1)):
+        table[f"error_{name}"] = (scale * (table["d"] ** -0.5 + table["T"] ** -0.3)
+                                  * (1 + 0.05 * table["seed"]))
+    view = view_of(tmp_path, table, ["model.dim", "task.n_samples"], lambda r: {
+        "memory/recall_1-10": 0.9 * sigmoid(100), "memory/recall_11-100": 0.5 * sigmoid(200)},
+        configs={"phenomenon": {"name": "scaling_law"}})
+    figures = drawn("scaling_law", view)
+    assert len(figures) == 3  # the laws, the whole grid, recall by rank
+    check(figures, view)
+    every_figure(figures)
+    laws, grid_, recall = (f._suptitle.get_text() for f in figures)
+    assert "5 of 9 grid points (the largest T and the largest d)" in laws
+    assert "all 9 grid points, mean and 95% band over 3 seeds" in grid_
+    assert "3 of 9 grid points (training tokens T = 4096)" in recall
+    assert {ax.get_xlabel() for ax in figures[0].axes} == {"memory dimension d",
+                                                           "training tokens T"}
+
+
+def test_grokking_progress_measures(tmp_path, drawn):
+    from dynamics_lab.metric_names import Fourier
+
+    table = grid({"optim.weight_decay": [0.5, 1.0]}, fit_step=100, generalization_step=300,
+                 delay_ratio=3.0)
+    view = view_of(tmp_path, table, ["optim.weight_decay"], lambda r: {
+        "train/acc": sigmoid(60, 5), "val/acc": sigmoid(300, 10),
+        "train/loss": 4.6 * (1 - sigmoid(60, 5)) + 0.01, "val/loss": 4.6 - 4.5 * sigmoid(300),
+        Fourier.RESTRICTED_LOSS: 4.6 - 4.5 * sigmoid(200),
+        Fourier.EXCLUDED_LOSS: 4.0 + 2 * sigmoid(220),
+        Fourier.KEY_POWER: sigmoid(180), Fourier.KEY_LOGIT_SHARE: sigmoid(200)})
+    progress = drawn("grokking", view)[-1]
+    check([progress], view, step=300)
+    assert 100 in marked_steps(progress)  # the verdict's fit step, beside its generalization
+    assert "all 2 grid points, mean and 95% band over 3 seeds" in progress._suptitle.get_text()
+
+
+def test_stepwise_ssl(tmp_path, drawn):
+    table = grid({"model.init_scale": [0.01, 0.001], "optim.lr": [0.1]})
+    for column, value in (("theory_times", [100.0, 220.0]), ("step_times", [110.0, 230.0]),
+                          ("rise_ends", [150.0, 260.0]), ("plateaus", [[0, 80], [160, 200]])):
+        table[column] = [value] * len(table)
+    table = table.assign(loss_metric="train/loss", agree=True)
+    view = view_of(tmp_path, table, ["model.init_scale", "optim.lr"], lambda r: {
+        "embedding/eig_0": sigmoid(110), "embedding/eig_1": sigmoid(230),
+        "train/loss": 2 - sigmoid(110) - sigmoid(230) + 0.01})
+    figures = drawn("stepwise_ssl", view)
+    check(figures, view)
+    assert 100.0 in marked_steps(figures[1])  # the loss figure: predicted step times
+    assert "all 2 grid points" in figures[0]._suptitle.get_text()

@@ -98,9 +98,13 @@ def test_stacked_hessian_products_equal_each_members_dense_hessian():
         p.requires_grad_(name != "0.bias")
     x, y = torch.randn(3, 5, 3, dtype=torch.float64), torch.randn(3, 5, 2, dtype=torch.float64)
     loss = lambda out, target: ((out - target) ** 2).mean()  # noqa: E731
-    hessian = StackedHessian(nets[0].to("meta"), params, buffers, loss, (x, y), seed=None)
+    skeleton = nets[0].to("meta")
+    hessian = StackedHessian(skeleton, params, buffers, loss, (x, y), seed=None)
     block = torch.randn(3, hessian.dim, dtype=torch.float64)
     got = hessian(block)
+    # A graph over some members only (the others have converged): their rows, in that order.
+    subset = StackedHessian(skeleton, params, buffers, loss, (x, y), seed=None, rows=[2, 0])
+    torch.testing.assert_close(subset(block[[2, 0]]), got[[2, 0]], rtol=1e-12, atol=1e-14)
     for m in range(3):
         names = [n for n in params if n != "0.bias"]
         flat = torch.cat([params[n][m].detach().reshape(-1) for n in names])

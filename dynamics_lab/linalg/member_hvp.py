@@ -25,12 +25,21 @@ def has_random_layers(model: nn.Module) -> bool:
 
 
 class StackedHessian:
-    """(K, dim) block of tangents -> (K, dim) block of H_m v_m over the trainable stacked
-    parameters (`params`: name -> (K, *shape)); `batch` is each member's (x, y), stacked."""
+    """(R, dim) block of tangents -> (R, dim) block of H_m v_m for the members `rows` (all
+    when None) over the trainable stacked parameters (`params`: name -> (K, *shape));
+    `batch` is each member's (x, y), stacked (K rows)."""
 
     def __init__(self, skeleton: nn.Module, params: dict[str, Tensor],
                  buffers: dict[str, Tensor], loss_fn: Callable[[Tensor, Tensor], Tensor],
-                 batch: tuple[Tensor, Tensor], seed: int | None = 0):
+                 batch: tuple[Tensor, Tensor], seed: int | None = 0,
+                 rows: list[int] | None = None):
+        if rows is not None:  # a subset: copies of its rows (the parameters are not moving)
+            index = torch.tensor(rows, device=next(iter(params.values())).device)
+            pick = lambda t: t.detach().index_select(0, index).requires_grad_(  # noqa: E731
+                t.requires_grad)
+            params, buffers = ({n: pick(t) for n, t in d.items()} for d in (params, buffers))
+            batch = tuple(t.index_select(0, index) for t in batch)
+        self.rows = list(rows) if rows is not None else list(range(len(batch[0])))
         self.params = {n: p for n, p in params.items() if p.requires_grad}
         first = next(iter(self.params.values()))
         self.size, self.dtype, self.device = first.shape[0], first.dtype, first.device

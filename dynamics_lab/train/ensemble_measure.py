@@ -154,16 +154,24 @@ class EnsembleMeasurements(L.Callback):
         state: dict[str, StackedHessian] = {}
 
         def apply(vectors: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-            if "hessian" not in state:  # built at the first round, at the current parameters
-                state["hessian"] = StackedHessian(
+            # One graph over the members still iterating; rebuilt over fewer rows once half of
+            # them have converged, so a round never costs more than twice its members' share.
+            active = sorted(rows[i] for i in vectors)
+            hessian = state.get("hessian")
+            if hessian is None or 2 * len(active) <= len(hessian.rows):
+                if hessian is not None:
+                    hessian.release()
+                hessian = state["hessian"] = StackedHessian(
                     module.skeleton[0], params, buffers, callbacks[0].loss(module),
                     _member_probes(callbacks, rows, module.size),
-                    seed=callbacks[0].config.probe_seed)
-            hessian = state["hessian"]
-            block = stack_columns({rows[i]: v for i, v in vectors.items()}, module.size,
-                                  hessian.dim, next(iter(vectors.values())))
+                    seed=callbacks[0].config.probe_seed,
+                    rows=None if len(active) == module.size else active)
+            where = {row: r for r, row in enumerate(hessian.rows)}
+            like = next(iter(vectors.values()))
+            block = stack_columns({where[rows[i]]: v for i, v in vectors.items()},
+                                  len(hessian.rows), hessian.dim, like)
             out = hessian(block)
-            return {i: out[rows[i]] for i in vectors}
+            return {i: out[where[rows[i]]] for i in vectors}
 
         lockstep = Lockstep(range(len(callbacks)), apply)
         originals = [cb.operator for cb in callbacks]

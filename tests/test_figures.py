@@ -85,6 +85,9 @@ def test_curves_show_every_seed_as_a_band_and_mark_the_verdicts_steps(captured, 
     assert marks == {"fit step 10": 10, "generalization step 40": 40}
     title = fig._suptitle.get_text()
     assert "1 of 3 grid points" in title and "95% band over 2 seed(s)" in title
+    first.attrs.update(grid_points=1)  # every grid point shown: the title says so too
+    plotting.curves({"wd=1": first}, [("val/acc", "val")], tmp_path / "c.png", title="grokking")
+    assert "all 1 grid point;" in captured[-1]._suptitle.get_text()
 
 
 def grid_table():

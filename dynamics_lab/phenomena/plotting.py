@@ -169,6 +169,8 @@ def curves(runs: dict[str, pd.DataFrame], columns: Sequence[tuple[str, str]], pa
     if grid > len(runs):  # name the selection: which grid points the panels are
         seeds = f"{len(runs)} of {grid} grid points (panel titles; other keys at middle values); " \
                 + seeds
+    elif grid:
+        seeds = f"all {grid} grid point{'s' if grid != 1 else ''}; " + seeds
     fig.suptitle(f"{title}\n{seeds}; dashed lines: the verdict's key steps (lowest seed)"
                  if title else seeds, fontsize=10)
     return save(fig, path)

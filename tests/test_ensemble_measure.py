@@ -162,3 +162,10 @@ def test_a_failing_round_reaches_every_waiting_solver_and_nothing_hangs():
     thread.start()
     thread.join(timeout=10)
     assert not thread.is_alive() and errors == ["out of memory"] * 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_ensemble_sharpness_equals_its_single_runs(tmp_path):
+    separate, together = separate_and_together(tmp_path, "edge_of_stability",
+                                               EOS_TINY + [HESSIAN, "trainer.device=cuda"])
+    assert_members_equal(separate, together, rtol=1e-6)

@@ -129,3 +129,21 @@ def test_the_cli_refuses_a_bad_ensemble_size_in_one_line(runs_root):
     result = CliRunner().invoke(app, ["run", "grokking", "--ensemble", "auto"])
     assert result.exit_code == 2 and "add --sweep" in result.output
     assert not runs_root.exists()
+
+
+def test_a_killed_ensembles_members_regroup_to_resume_and_a_lone_checkpoint_goes_alone(
+        tmp_path, tiny_overrides):
+    config = load_experiment("grokking", "quick", tiny_overrides + [
+        "sweep.grid={}", "sweep.seeds=[0, 1, 2, 3]"])
+    dirs = prepare_sweep(config, expand(config), tmp_path / "s")
+    runs = [RunDir(p) for p in dirs]
+    members = {"size": 2, "members": [dirs[1].name, dirs[3].name]}
+    for run in (runs[1], runs[3]):  # an ensemble of seeds 1 and 3, killed after a checkpoint
+        run.update_meta(status="killed", ensemble=members)
+        run.checkpoint_dir.mkdir(exist_ok=True)
+        run.last_checkpoint.write_bytes(b"checkpoint")
+    runs[2].update_meta(status="killed")  # a single run with its own checkpoint
+    runs[2].checkpoint_dir.mkdir(exist_ok=True)
+    runs[2].last_checkpoint.write_bytes(b"checkpoint")
+    assert group_jobs(dirs, "auto") == [[dirs[1], dirs[3]], [dirs[2]], [dirs[0]]]
+    assert group_jobs(dirs[:2], "auto") == [[dirs[1]], [dirs[0]]]  # its mate is not back

@@ -11,9 +11,10 @@ torch or Lightning.
     >>> runs = dynamics_lab.load_sweep("runs/grokking/20261129-101500-ab12")
     >>> runs.groupby("optim.weight_decay")["val/acc"].max()
 
-`run_fields` and `verdict_fields` are the one reader of a run's row, used here and by the
-report's tables (report/tables.py), whose rows carry the verdict under its fields' own names,
-as the phenomena's figures and the results/ tables read them.
+`run_row` is the one reader of a run's row, used here, by the report's tables (report/tables.py)
+and so by the phenomena's figures, claims and phase maps and the report's W&B table: every one
+of them reads a verdict field as `verdict/<field>` (phenomena/columns.py), a name no config key
+or metric name can take. Only results/'s summary.csv names them bare (`columns.published`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from typing import Literal
 
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import VERDICT_PREFIX, verdict_key
 from dynamics_lab.tracking.metrics import MetricsError, read_run_metrics
 from dynamics_lab.tracking.rundir import MANIFEST, RunDir, RunDirError, read_json
 
 Form = Literal["wide", "long"]
-VERDICT = "verdict/"  # the verdict fields' columns, as W&B run summaries name them
+VERDICT = VERDICT_PREFIX  # the verdict fields' columns, as W&B run summaries name them
 IDENTITY = ("run_id", "sweep_id")
 RUN_FIELDS = ("seed", "status", "wall_time_s")
 # Outcome values (phenomena/base.py) of a verdict written before `undetermined` existed.
@@ -79,15 +81,20 @@ def verdict_fields(run: RunDir) -> dict:
     return verdict
 
 
+def run_row(run: RunDir, values: dict) -> dict:
+    """A run's row: its fields (`run_fields`) with the config `values` given for it, and its
+    verdict fields as `verdict/<field>`."""
+    return {**run_fields(run, values),
+            **{verdict_key(k): v for k, v in verdict_fields(run).items()}}
+
+
 def run_info(run: RunDir, keys: list[str] | None = None) -> dict:
-    """A run's fields (`run_fields`) with its config (only `keys` when given; every key when
-    None) and its verdict (`verdict/<field>`) as one flat dict."""
+    """A run's row (`run_row`) with its config: only `keys` when given, every key when None."""
     config = {k: v for k, v in flatten(run.config()).items() if not k.startswith("sweep.")}
     if keys is not None:
         config = {k: config.get(k) for k in keys if k != "seed"}
     seed = {"seed": run.meta.get("seed", config.pop("seed", None))}
-    return {**run_fields(run, {**config, **seed}),
-            **{VERDICT + k: v for k, v in verdict_fields(run).items()}}
+    return run_row(run, {**config, **seed})
 
 
 def typed(frame: pd.DataFrame) -> pd.DataFrame:

@@ -117,7 +117,7 @@ def xor_runs(samples_of, dims=(8, 16, 32, 64, 128, 256), lrs=(0.5, 1.0, 2.0), se
                 base = samples_of(d) * (1 if lr == 1.0 else 1.5)
                 never = lr == 2.0 and d == dims[-1] and seed == 0
                 rows.append({"task.n": d, "optim.lr": lr, "seed": seed,
-                             "samples_to_target": None if never else
+                             "verdict/samples_to_target": None if never else
                              base * float(np.exp(rng.normal(0, 0.05)))})
     return pd.DataFrame(rows)
 
@@ -146,7 +146,7 @@ def test_the_forms_are_fitted_and_the_power_law_recovers_its_exponent():
 def test_noisy_data_over_a_short_range_do_not_tell_the_forms_apart():
     rng = np.random.default_rng(2)
     d = np.repeat([64, 96, 128], 3).astype(float)
-    points = pd.DataFrame({"task.n": d, "samples_to_target":
+    points = pd.DataFrame({"task.n": d, "verdict/samples_to_target":
                            30 * d * np.log(d) * np.exp(rng.normal(0, 0.4, len(d)))})
     assert "do not tell d, d log d, d log^2 d apart" in distinguishes(form_fits(points))
 
@@ -155,7 +155,8 @@ def write_xor_report(tmp_path, samples_of):
     from dynamics_lab.phenomena.sweep_view import SweepView
     from dynamics_lab.phenomena.xor.figures import write_figures
 
-    table = xor_runs(samples_of).assign(run_id=lambda t: t.index.astype(str), outcome="detected")
+    table = xor_runs(samples_of).assign(run_id=lambda t: t.index.astype(str),
+                                        **{"verdict/outcome": "detected"})
     view = SweepView(table, ["task.n", "optim.lr"], tmp_path, lambda run_id: None,
                      lambda run_id: {})
     names = [p.name for p in write_figures(view)]

@@ -149,8 +149,8 @@ def test_verdicts_across_seeds_count_outcomes_and_give_t_intervals():
             outcome = ("undetermined" if ratio is None else
                        "detected" if ratio >= 0.5 else "not_detected")
             rows.append({"optim.lr": lr, "seed": seed, "status": "completed",
-                         "outcome": outcome, "fraction_within": ratio,
-                         "step_times": [10 * (seed + 1), None]})
+                         "verdict/outcome": outcome, "verdict/fraction_within": ratio,
+                         "verdict/step_times": [10 * (seed + 1), None]})
     rows.append({"optim.lr": 0.2, "seed": 3, "status": "failed"})
     cells = seed_cells(pd.DataFrame(rows), ["optim.lr"], ("fraction_within", "step_times"))
     first, second = cells.iloc[0], cells.iloc[1]

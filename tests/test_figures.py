@@ -97,7 +97,7 @@ def grid_table():
             ("c", 1.0, 0.3, "detected", 4.0, "completed"),
             ("d", 1.0, 0.5, None, np.nan, "failed")]
     every = pd.DataFrame(rows, columns=["run_id", "optim.weight_decay", "task.train_fraction",
-                                        "outcome", "delay", "status"])
+                                        "verdict/outcome", "delay", "status"])
     finished = every[every["status"] == "completed"].reset_index(drop=True)
     finished.attrs["runs"] = every
     return finished
@@ -116,7 +116,7 @@ def test_phase_diagram_tells_never_ran_out_and_failed_apart(captured, tmp_path):
 
 def test_phase_diagram_colour_bar_is_in_the_values_own_units(captured, tmp_path):
     table = grid_table()
-    table.loc[table["run_id"] == "a", ["outcome", "delay"]] = ["detected", 20.0]
+    table.loc[table["run_id"] == "a", ["verdict/outcome", "delay"]] = ["detected", 20.0]
     plotting.phase_diagram(table, "optim.weight_decay", "task.train_fraction", "delay",
                            tmp_path / "p.png")
     (fig,) = captured

@@ -38,9 +38,15 @@ def view_of(tmp_path, table: pd.DataFrame, axes: list[str], metrics, configs=Non
     return SweepView(table, axes, tmp_path, load, lambda run_id: (configs or {}))
 
 
-def grid(axes: dict, seeds=(0, 1, 2), **verdict) -> pd.DataFrame:
+def verdict(**fields) -> dict:
+    """Verdict fields as a run table's columns (`verdict/<field>`)."""
+    return {f"verdict/{name}": value for name, value in fields.items()}
+
+
+def grid(axes: dict, seeds=(0, 1, 2), **fields) -> pd.DataFrame:
     points = pd.MultiIndex.from_product([*axes.values(), seeds], names=[*axes, "seed"])
-    return pd.DataFrame(index=points).reset_index().assign(outcome="detected", **verdict)
+    return pd.DataFrame(index=points).reset_index().assign(
+        **verdict(outcome="detected", **fields))
 
 
 @pytest.fixture
@@ -137,7 +143,7 @@ def test_xor(tmp_path, drawn):
     samples = {8: 400, 16: 900, 32: 2000}
     table = grid({"task.n": [8, 16, 32], "optim.lr": [0.5, 1.0]}, search_end=100, tune_end=250,
                  search_length=100, tuning_length=150)
-    table["samples_to_target"] = [samples[n] * (1 + 0.3 * (lr == 1.0)) * (1 + 0.05 * s)
+    table["verdict/samples_to_target"] = [samples[n] * (1 + 0.3 * (lr == 1.0)) * (1 + 0.05 * s)
                                   for n, lr, s in table[["task.n", "optim.lr", "seed"]].values]
     view = view_of(tmp_path, table, ["task.n", "optim.lr"], lambda r: {
         "val/loss": 0.7 - 0.6 * sigmoid(250), "signal/alignment": 0.2 + 0.7 * sigmoid(150),
@@ -152,8 +158,9 @@ def test_stepwise(tmp_path, drawn):
     for column, value in (("theory_times", [100.0, 220.0]), ("step_times", [110.0, 230.0]),
                           ("rise_ends", [150.0, 260.0]), ("plateaus", [[0, 80], [160, 200]]),
                           ("loss_step_times", [110.0, 230.0])):
-        table[column] = [value] * len(table)
-    table = table.assign(loss_metric="train/loss", agree=True, loss_steps=2, spectral_steps=2)
+        table[f"verdict/{column}"] = [value] * len(table)
+    table = table.assign(**verdict(loss_metric="train/loss", agree=True, loss_steps=2,
+                                   spectral_steps=2))
     view = view_of(tmp_path, table, ["model.init_scale", "optim.lr"], lambda r: {
         "modes/strength_0": 3 * sigmoid(110), "modes/strength_1": 2 * sigmoid(230),
         "train/loss": 13 - 9 * sigmoid(110) - 4 * sigmoid(230) + 0.01},
@@ -221,10 +228,11 @@ def test_eos_quadratic(tmp_path, drawn):
 
 def test_scaling_law(tmp_path, drawn):
     table = grid({"model.dim": [32, 64, 128], "task.n_samples": [256, 1024, 4096]}, alpha=1.5)
-    table = table.assign(d=table["model.dim"], T=table["task.n_samples"])
+    table = table.assign(**verdict(d=table["model.dim"], T=table["task.n_samples"]))
     for name, scale in (("trained", 1.0), ("top_k", 0.8), ("seen", 0.9), ("frequency", 1.1)):
-        table[f"error_{name}"] = (scale * (table["d"] ** -0.5 + table["T"] ** -0.3)
-                                  * (1 + 0.05 * table["seed"]))
+        table[f"verdict/error_{name}"] = (scale * (table["model.dim"] ** -0.5
+                                                   + table["task.n_samples"] ** -0.3)
+                                          * (1 + 0.05 * table["seed"]))
     view = view_of(tmp_path, table, ["model.dim", "task.n_samples"], lambda r: {
         "memory/recall_1-10": 0.9 * sigmoid(100), "memory/recall_11-100": 0.5 * sigmoid(200)},
         configs={"phenomenon": {"name": "scaling_law"}})
@@ -261,8 +269,8 @@ def test_stepwise_ssl(tmp_path, drawn):
     table = grid({"model.init_scale": [0.01, 0.001], "optim.lr": [0.1]})
     for column, value in (("theory_times", [100.0, 220.0]), ("step_times", [110.0, 230.0]),
                           ("rise_ends", [150.0, 260.0]), ("plateaus", [[0, 80], [160, 200]])):
-        table[column] = [value] * len(table)
-    table = table.assign(loss_metric="train/loss", agree=True)
+        table[f"verdict/{column}"] = [value] * len(table)
+    table = table.assign(**verdict(loss_metric="train/loss", agree=True))
     view = view_of(tmp_path, table, ["model.init_scale", "optim.lr"], lambda r: {
         "embedding/eig_0": sigmoid(110), "embedding/eig_1": sigmoid(230),
         "train/loss": 2 - sigmoid(110) - sigmoid(230) + 0.01})

@@ -169,8 +169,9 @@ def test_detector_needs_a_held_up_loss_and_fewer_active_units():
 
 
 def sweep_table(actives, tests, stabilized=(False, True, True)) -> pd.DataFrame:
-    rows = [{"optim.lr": lr, "seed": s, "stabilized": st, "active_before_decay": a + 0.01 * s,
-             "dead_before_decay": 0.1, "final_val_loss": t}
+    rows = [{"optim.lr": lr, "seed": s, "verdict/stabilized": st,
+             "verdict/active_before_decay": a + 0.01 * s, "verdict/dead_before_decay": 0.1,
+             "verdict/final_val_loss": t}
             for lr, a, t, st in zip((0.02, 0.1, 0.3), actives, tests, stabilized)
             for s in range(3)]
     return pd.DataFrame(rows)

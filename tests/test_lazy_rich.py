@@ -256,7 +256,8 @@ def test_report_figures(tmp_path):
         run_id = f"alpha={alpha},seed=0"
         frames[run_id] = synthetic(rich)
         rows.append({"run_id": run_id, "model.alpha": alpha, "seed": 0, "status": "completed",
-                     **detect("lazy_rich", synthetic(rich)).to_dict()})
+                     **{f"verdict/{k}": v
+                        for k, v in detect("lazy_rich", synthetic(rich)).to_dict().items()}})
     view = SweepView(pd.DataFrame(rows), ["model.alpha"], tmp_path, frames.get, lambda r: {})
     written = build_phenomenon("lazy_rich").figures(view)
     assert [p.name for p in written] == ["kernel_and_loss.png", "regime_summary.png",

@@ -132,7 +132,8 @@ def test_report_figure(tmp_path):
         run_id = f"k={k},seed=0"
         frames[run_id] = synthetic(drop)
         rows.append({"run_id": run_id, "task.k": k, "seed": 0, "status": "completed",
-                     **detect("hidden_progress", synthetic(drop)).to_dict()})
+                     **{f"verdict/{name}": value for name, value in
+                        detect("hidden_progress", synthetic(drop)).to_dict().items()}})
     view = SweepView(pd.DataFrame(rows), ["task.k"], tmp_path, frames.get, lambda run_id: {})
     written = build("hidden_progress").figures(view)
     assert [p.name for p in written] == ["concentration_vs_loss.png"]

@@ -33,7 +33,7 @@ def test_exponents_per_k_recover_the_growth_of_the_learning_step(tmp_path):
             frames[run_id] = hidden_progress(every=10, steps=int(4 * drop) + 200,
                                              drop_at=drop)
             rows.append({"run_id": run_id, "task.k": k, "task.n": n, "seed": 0,
-                         "outcome": "detected", "plateau_length": drop})
+                         "verdict/outcome": "detected", "verdict/plateau_length": drop})
     view = SweepView(pd.DataFrame(rows), ["task.k", "task.n"], tmp_path, frames.get,
                      lambda run_id: {})
     fits = scaling_table(learning_table(view)).set_index(["k", "quantity"])

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from wandb.proto import wandb_internal_pb2 as pb
 
 from dynamics_lab.cli import app
+from dynamics_lab.phenomena.columns import published
+from dynamics_lab.report.tables import sweep_table
 from dynamics_lab.tracking.metrics import read_metrics
 from dynamics_lab.tracking.wandb import finish_wandb, verdict_summary
 
@@ -124,7 +126,9 @@ def test_report_logs_the_summary_table_and_figures_as_one_report_run(offline_swe
     (table_file,) = report_run.glob("files/media/table/summary_*.table.json")
     table = json.loads(table_file.read_text())
     summary = pd.read_csv(tmp_path / "results" / "summary.csv")
-    assert table["columns"] == list(summary.columns)
+    runs = sweep_table(sweep_dir)  # W&B spells verdict fields as its run summaries do
+    assert table["columns"] == list(runs.columns) and "verdict/delay_ratio" in runs
+    assert list(published(runs).columns) == list(summary.columns)  # results/: bare
     assert [row[table["columns"].index("run_id")] for row in table["data"]] == \
         list(summary["run_id"])
     figures = sorted(p.stem for p in (tmp_path / "results").glob("*.png"))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import read_published
+
 REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN = (
     "reproduced", "contradicted", "inconclusive", "not run")
 STATUSES = (REPRODUCED, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
@@ -68,6 +70,12 @@ def cell_value(row: pd.Series, field: str, digits: int = 3) -> str:
 
 def read_csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if Path(path).is_file() else None
+
+
+def read_runs(results: Path) -> pd.DataFrame | None:
+    """The run table of a report (its summary.csv) with the verdict fields as every run table
+    names them, `verdict/<field>`; None without one."""
+    return read_published(Path(results) / "summary.csv")
 
 
 def seeds_of(cells: pd.DataFrame) -> int:

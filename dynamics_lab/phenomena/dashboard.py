@@ -9,6 +9,9 @@ A panel names keys, not widgets, so any front end can draw it:
   that prefix (`modes/strength_*` -> `modes/strength_0`, `modes/strength_1`, ...).
 - `scatter`: one point per run from its summary: `x` and `y` are config keys or verdict fields
   (`verdict/<field>`), `color` colours the points (the phase diagram of a two-key grid).
+
+A verdict field is `verdict/<field>` (`verdict_key`) in a W&B run summary and in every run
+table alike (phenomena/columns.py).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from dynamics_lab.phenomena.columns import VERDICT_PREFIX, verdict_key, verdict_of
+
 SWEPT = "$swept"  # in group_by: the sweep's grid keys
-VERDICT_PREFIX = "verdict/"  # verdict fields in a W&B run summary (tracking/wandb.py)
 STEP_METRIC = "trainer/global_step"  # the training step in W&B history (Lightning's name)
 
 
@@ -31,7 +35,7 @@ class KeyMetric:
     @property
     def name(self) -> str:
         """The key in a W&B run summary."""
-        return VERDICT_PREFIX + self.field
+        return verdict_key(self.field)
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,10 @@ class Panel:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-def verdict_key(field: str) -> str:
-    return VERDICT_PREFIX + field
-
-
 def swept_key(index: int) -> str:
     """Stands for the sweep's index-th grid key (resolved when the dashboard is made)."""
     return f"{SWEPT}[{index}]"
+
+
+__all__ = ["STEP_METRIC", "SWEPT", "VERDICT_PREFIX", "KeyMetric", "Panel", "swept_key",
+           "verdict_key", "verdict_of"]

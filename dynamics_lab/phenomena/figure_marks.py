@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_of
 from dynamics_lab.phenomena.labels import words
 from dynamics_lab.phenomena.plotting import seed_band, step_marks
 
@@ -24,11 +25,11 @@ def label(ax, x: str | None = None, y: str | None = None, **kwargs) -> None:
         ax.set_ylabel(words(y), **kwargs)
 
 
-def mark_steps(ax, verdict, color: str = "0.3", legend: bool = True,
+def mark_steps(ax, row, color: str = "0.3", legend: bool = True,
                keys: Sequence[str] | None = None) -> list[float]:
-    """Vertical lines at a verdict's key steps (its `*_step` fields, or `keys`), each labelled
-    with its name and step; returns the steps drawn."""
-    marks = step_marks(verdict)
+    """Vertical lines at the key steps of a run's verdict (its `*_step` fields, or `keys`), read
+    from the run's table row, each labelled with its name and step; returns the steps drawn."""
+    marks = step_marks(verdict_of(row))
     if keys is not None:
         wanted = {k.removesuffix("_step").replace("_", " ") for k in keys}
         marks = [m for m in marks if m[0] in wanted]
@@ -60,9 +61,9 @@ def band(ax, frames: Sequence[pd.DataFrame], column: str, color: str | None = No
 
 
 def per_seed(table: pd.DataFrame, key: str) -> list[pd.DataFrame]:
-    """A sweep table's numeric columns as one frame per seed with `key` (a swept key or verdict
-    field) as the frame's step, the mean where a seed has several rows at one value: so `band`
-    draws a verdict field's mean and 95% band over the seeds against that key."""
+    """A sweep table's numeric columns as one frame per seed with `key` (a swept key or a verdict
+    column, `verdict/<field>`) as the frame's step, the mean where a seed has several rows at one
+    value: so `band` draws a verdict field's mean and 95% band over the seeds against that key."""
     parts = [part for _, part in table.groupby("seed")] if "seed" in table else [table]
     return [part.select_dtypes("number").groupby(key, as_index=False).mean()
             .rename(columns={key: "step"}) for part in parts if len(part)]

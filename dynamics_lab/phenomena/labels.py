@@ -1,6 +1,9 @@
-"""Config keys and metric names as axis labels in words, with units where they have one."""
+"""Config keys, metric names and verdict columns as axis labels in words, with units where they
+have one."""
 
 from __future__ import annotations
+
+from dynamics_lab.phenomena.columns import verdict_key
 
 WORDS = {
     "step": "training step", "optim.lr": "learning rate",
@@ -10,7 +13,8 @@ WORDS = {
     "task.n_train": "training examples", "task.dim": "input dimension d",
     "task.k": "parity degree k", "task.n": "input dimension n",
     "model.alpha": "output scale alpha", "model.curvature": "second-order curvature Q",
-    "n_params": "number of parameters", "d": "memory dimension d", "T": "training tokens T",
+    verdict_key("n_params"): "number of parameters", verdict_key("d"): "memory dimension d",
+    verdict_key("T"): "training tokens T",
     "model.dim": "memory dimension d", "task.n_samples": "training tokens T",
     "train/acc": "training accuracy", "val/acc": "validation accuracy",
     "train/loss": "training loss", "val/loss": "test loss",

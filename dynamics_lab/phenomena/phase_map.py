@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_key, verdict_of
 from dynamics_lab.phenomena.dashboard import Panel
 from dynamics_lab.phenomena.phase_lattice import Lattice, Point
 from dynamics_lab.phenomena.phase_tree import predict
@@ -31,9 +32,9 @@ PHASE_COLUMN = "phase"
 def run_label(row: dict, detector) -> str:
     """One run's label: its phase when it finished with a verdict, else its status."""
     status = row.get("status")
-    if status not in FINISHED or _missing(row.get("outcome")):
+    if status not in FINISHED or _missing(row.get(verdict_key("outcome"))):
         return str(status or "missing")
-    verdict = {k: (None if _missing(v) else v) for k, v in row.items()}
+    verdict = {k: (None if _missing(v) else v) for k, v in verdict_of(row).items()}
     return detector.phase_label(verdict)
 
 

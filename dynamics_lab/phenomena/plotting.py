@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.labels import WORDS as WORDS
 from dynamics_lab.phenomena.labels import words
 
@@ -95,7 +96,7 @@ def save(fig, path: Path) -> Path:
 
 def step_marks(verdict) -> list[tuple[str, float]]:
     """(label, step) of a verdict's key steps (fields named *_step with a number), from its
-    fields or a table row."""
+    fields (a verdict.json dict; `verdict_of` gives a table row's)."""
     marks = []
     for key, value in dict(verdict if verdict is not None else {}).items():
         if (str(key).endswith("_step") and isinstance(value, numbers.Real)
@@ -209,7 +210,7 @@ def _cells(table: pd.DataFrame, x: str, y: str, value: str) -> dict[tuple, Cell]
             cell.failed += 1
             continue
         v = float(values[run_id]) if values is not None else float(row[value])
-        outcome = row.get("outcome")
+        outcome = row.get(verdict_key("outcome"))
         if np.isfinite(v):
             cell.values.append(v)
             cell.shown += 1

@@ -17,7 +17,7 @@ from dynamics_lab.report import context
 from dynamics_lab.report.cells import format_cells, seed_cells
 from dynamics_lab.report.layout import mirror_latest, sweep_report_dir
 from dynamics_lab.report.summary import summarize_sweep
-from dynamics_lab.report.tables import find_sweeps, latest_sweep, sweep_table
+from dynamics_lab.report.tables import find_sweeps, latest_sweep, sweep_table, write_summary
 from dynamics_lab.schema import ConfigError
 from dynamics_lab.tracking.metrics import MetricsError, read_metrics
 from dynamics_lab.tracking.rundir import FINISHED, RunDir, RunDirError, read_manifest
@@ -101,8 +101,7 @@ def write_report(runs_root: Path, out: Path | None = None,
 def _write_files(sweep_dir: Path, manifest: dict, config: dict, table: pd.DataFrame, out: Path,
                  echo: Callable[[str], None]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "summary.csv"]
-    table.to_csv(written[0], index=False)
+    written = [write_summary(table, out / "summary.csv")]
     name = (config.get("phenomenon") or {}).get("name")
     if not name:
         return written

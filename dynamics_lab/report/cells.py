@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.tracking.rundir import FINISHED
 
 CONFIDENCE = 0.95
@@ -47,14 +48,16 @@ def _columns(values: pd.Series, field: str) -> dict[str, pd.Series]:
 
 def seed_cells(table: pd.DataFrame, axes: list[str], fields: tuple[str, ...]) -> pd.DataFrame:
     """Per grid point (the swept keys, seeds pooled): runs, finished runs, outcome counts,
-    `seeds` as "k/n detected", and mean / ci_low / ci_high of each key field over the seeds."""
+    `seeds` as "k/n detected", and <field>_mean / _ci_low / _ci_high of each key verdict field
+    (`verdict/<field>` in the run table) over the seeds."""
     keys = [a for a in axes if a in table and a != "seed"]
     groups = table.groupby(keys, dropna=False, sort=True) if keys else [((), table)]
     rows = []
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
         done = part[part["status"].isin(_FINISHED)] if "status" in part else part
-        outcome = done["outcome"] if "outcome" in done else pd.Series(dtype=object)
+        column = verdict_key("outcome")
+        outcome = done[column] if column in done else pd.Series(dtype=object)
         k = int((outcome == Outcome.DETECTED.value).sum())
         row = dict(zip(keys, key))
         row.update(runs=len(part), finished=len(done), detected=k,
@@ -62,9 +65,9 @@ def seed_cells(table: pd.DataFrame, axes: list[str], fields: tuple[str, ...]) ->
                    undetermined=int((outcome == Outcome.UNDETERMINED.value).sum()),
                    seeds=f"{k}/{len(done)}")
         for field in fields:
-            if field not in done:
+            if verdict_key(field) not in done:
                 continue
-            for name, values in _columns(done[field], field).items():
+            for name, values in _columns(done[verdict_key(field)], field).items():
                 mean, low, high = interval(values)
                 row.update({f"{name}_mean": mean, f"{name}_ci_low": low,
                             f"{name}_ci_high": high})

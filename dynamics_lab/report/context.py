@@ -15,12 +15,14 @@ from collections.abc import Callable
 
 import pandas as pd
 
-IDENTITY = ("run_id", "sweep_id", "seed", "status", "wall_time_s", "error", "summary", "reason")
+from dynamics_lab.phenomena.columns import verdict_of
+
+TEXT = ("phenomenon", "summary", "reason")  # verdict fields that are words, not marks
 
 
-def verdict_fields(row: pd.Series, axes: list[str]) -> dict:
-    """The verdict part of a run's table row."""
-    return {k: v for k, v in row.items() if k not in IDENTITY and k not in axes}
+def verdict_fields(row: pd.Series) -> dict:
+    """The verdict part of a run's table row under the fields' own names, without its words."""
+    return {k: v for k, v in verdict_of(row).items() if k not in TEXT}
 
 
 def attach(frame: pd.DataFrame, run_id: str, table: pd.DataFrame, axes: list[str],
@@ -41,6 +43,6 @@ def attach(frame: pd.DataFrame, run_id: str, table: pd.DataFrame, axes: list[str
         return [f for f in frames if f is not None]
 
     grid_points = len(table[keys].drop_duplicates()) if keys else 1
-    frame.attrs.update(run_id=run_id, verdict=verdict_fields(row, axes), seed_runs=seed_runs,
+    frame.attrs.update(run_id=run_id, verdict=verdict_fields(row), seed_runs=seed_runs,
                        seeds=len(siblings), grid_points=grid_points)
     return frame

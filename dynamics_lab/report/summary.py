@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import VERDICT_PREFIX, verdict_key
 from dynamics_lab.report.tables import sweep_table
 from dynamics_lab.schema import ConfigError
 from dynamics_lab.tracking.rundir import FINISHED, RunDir, RunDirError, read_manifest
@@ -30,10 +31,12 @@ def key_field(sweep_dir: Path, manifest: dict) -> str | None:
 
 
 def end_table(table: pd.DataFrame, axes: list[str], key: str | None) -> str:
-    """One line per run: swept keys (last name segment), seed, status, outcome, key number."""
-    columns = [c for c in [*axes, "seed", "status", "outcome", key] if c and c in table]
+    """One line per run: swept keys (last name segment), seed, status, outcome, key number (the
+    verdict fields headed by their own names)."""
+    verdict = [verdict_key(f) for f in ("outcome", key) if f]
+    columns = [c for c in [*axes, "seed", "status", *verdict] if c in table]
     shown = table[columns].copy()
-    shown.columns = [c.rsplit(".", 1)[-1] for c in columns]
+    shown.columns = [c.removeprefix(VERDICT_PREFIX).rsplit(".", 1)[-1] for c in columns]
     for column in shown.columns[len(axes):]:  # a key number with missing values: NaN, not None
         numbers = pd.to_numeric(shown[column], errors="coerce")
         if numbers.notna().sum() == shown[column].notna().sum() and shown[column].dtype == object:

@@ -23,9 +23,11 @@ from dynamics_lab.phenomena.claims import (
     cell_value,
     not_run,
     read_csv,
+    read_runs,
     seeds_of,
     swept_range,
 )
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.edge_of_stability.verdict import EdgeOfStabilityConfig
 
 CLAIM = ("under full-batch GD the sharpness rises (progressive sharpening) to 2/eta and then "
@@ -42,7 +44,7 @@ def hover_claim(results: Path, claim: str, paper: str,
     (else: at the large enough ones, so one eta reproduced in every seed suffices and only no
     detection anywhere contradicts)."""
     cells = read_csv(Path(results) / "cells.csv")
-    runs = read_csv(Path(results) / "summary.csv")
+    runs = read_runs(results)
     if cells is None or runs is None or "median_ratio_mean" not in cells or AXIS not in cells:
         return not_run(claim, paper)
     if where is not None:
@@ -51,10 +53,12 @@ def hover_claim(results: Path, claim: str, paper: str,
     parts, statuses = [], []
     for _, row in cells.iterrows():
         mine = runs[runs[AXIS] == row[AXIS]]
-        crossed = mine[mine["crossing_step"].notna()] if "crossing_step" in mine else mine
-        before = pd.to_numeric(crossed.get("n_before_crossing"), errors="coerce").dropna()
-        pictures = ", ".join(f"{n} {p}" for p, n in crossed["picture"].value_counts().items()) \
-            if "picture" in crossed else ""
+        crossing, picture = verdict_key("crossing_step"), verdict_key("picture")
+        crossed = mine[mine[crossing].notna()] if crossing in mine else mine
+        before = pd.to_numeric(crossed.get(verdict_key("n_before_crossing")),
+                               errors="coerce").dropna()
+        pictures = ", ".join(f"{n} {p}" for p, n in crossed[picture].value_counts().items()) \
+            if picture in crossed else ""
         reached = (f", >= {int(before.min())} samples before the crossing ({pictures})"
                    if len(before) else ", never reached the edge")
         parts.append(f"eta={row[AXIS]:g}: {row['seeds']} detected, hover "

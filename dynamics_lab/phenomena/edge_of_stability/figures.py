@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.curves import first_column
 from dynamics_lab.phenomena.edge_of_stability.detector import LOSSES, SHARPNESS, THRESHOLD
 from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
@@ -31,7 +32,7 @@ def threshold_of(row: pd.Series, frame: pd.DataFrame) -> float | None:
     logged = _column(frame, first_column(frame, (THRESHOLD,)))
     if len(logged):
         return float(logged[THRESHOLD].iloc[-1])
-    value = row.get("threshold")
+    value = row.get(verdict_key("threshold"))
     return float(value) if value is not None and pd.notna(value) else None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.grokking.progress import (
     EXCLUDED,
@@ -41,9 +42,9 @@ def write_figures(view) -> list[Path]:
             runs, [("train/acc", "train"), ("val/acc", "val")], view.out / "accuracy_curves.png",
             title="grokking: train vs validation accuracy", ylabel="accuracy"))
     table, axes = view.table, view.axes
-    if len(axes) >= 2 and "delay_ratio" in table:
-        grokked = table.assign(delay=table["delay_ratio"].where(
-            table["outcome"] == Outcome.DETECTED.value))
+    if len(axes) >= 2 and verdict_key("delay_ratio") in table:
+        grokked = table.assign(delay=table[verdict_key("delay_ratio")].where(
+            table[verdict_key("outcome")] == Outcome.DETECTED.value))
         written.append(phase_diagram(
             grokked, axes[0], axes[1], "delay", view.out / "phase_diagram.png",
             title="grokking delay (generalization step / fit step); '-' = did not grok",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dynamics_lab.metric_names import Fourier
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.curves import series, sustained
 
 RESTRICTED, EXCLUDED = Fourier.RESTRICTED_LOSS, Fourier.EXCLUDED_LOSS
@@ -67,5 +68,5 @@ def progress_table(view) -> pd.DataFrame:
                                             and steps[f"{name}_step"] < steps["test_step"])
                     for name in ("restricted", "excluded")}
             rows.append(dict(run_id=row["run_id"], **steps, **lead,
-                             generalization_step=row.get("generalization_step")))
+                             generalization_step=row.get(verdict_key("generalization_step"))))
     return pd.DataFrame(rows)

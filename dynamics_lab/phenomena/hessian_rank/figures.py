@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import label, title
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 
 WIDTH, DEPTH = "model.width", "model.depth"
+# The verdict fields drawn, as the run table names them.
+MEASURED, PREDICTED, N_PARAMS, PREDICTED_OUTER, MEASURED_OUTER = (verdict_key(f) for f in (
+    "measured_rank", "predicted_rank", "n_params", "predicted_outer_rank", "measured_outer_rank"))
 
 
 def _numeric(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -20,7 +24,7 @@ def _numeric(table: pd.DataFrame, *columns: str) -> pd.DataFrame:
     out = table.copy()
     for c in present:
         out[c] = pd.to_numeric(out[c], errors="coerce")
-    return out.dropna(subset=[c for c in present if c in ("measured_rank", "predicted_rank")])
+    return out.dropna(subset=[c for c in present if c in (MEASURED, PREDICTED)])
 
 
 def fraction_figure(view, table: pd.DataFrame, x: str, path: Path) -> Path:
@@ -34,17 +38,17 @@ def fraction_figure(view, table: pd.DataFrame, x: str, path: Path) -> Path:
         part = part.sort_values(x)
         colour = palette[i % len(palette)]
         name = f"depth {depth:g}" if depth is not None else "runs"
-        formula = part.groupby(x)[["predicted_rank", "n_params"]].first()
-        ax.plot(formula.index, formula["predicted_rank"] / formula["n_params"], "-",
+        formula = part.groupby(x)[[PREDICTED, N_PARAMS]].first()
+        ax.plot(formula.index, formula[PREDICTED] / formula[N_PARAMS], "-",
                 color=colour, lw=1.4, label=f"{name}: formula")
-        ax.plot(part[x], part["measured_rank"] / part["n_params"], "o", color=colour, ms=6,
+        ax.plot(part[x], part[MEASURED] / part[N_PARAMS], "o", color=colour, ms=6,
                 mfc="none", label=f"{name}: measured")
-        if "predicted_outer_rank" in part:
-            outer = part.groupby(x)[["predicted_outer_rank", "n_params"]].first()
-            ax.plot(outer.index, outer["predicted_outer_rank"] / outer["n_params"], "--",
+        if PREDICTED_OUTER in part:
+            outer = part.groupby(x)[[PREDICTED_OUTER, N_PARAMS]].first()
+            ax.plot(outer.index, outer[PREDICTED_OUTER] / outer[N_PARAMS], "--",
                     color=colour, lw=0.9)
-        if "measured_outer_rank" in part and part["measured_outer_rank"].notna().any():
-            ax.plot(part[x], part["measured_outer_rank"] / part["n_params"], "x", color=colour,
+        if MEASURED_OUTER in part and part[MEASURED_OUTER].notna().any():
+            ax.plot(part[x], part[MEASURED_OUTER] / part[N_PARAMS], "x", color=colour,
                     ms=5)
     ax.set_xscale("log")
     ticks = sorted(table[x].unique())
@@ -64,12 +68,12 @@ def scatter_figure(view, table: pd.DataFrame, path: Path) -> Path:
     """Measured against predicted rank for every run (y = x: the formula), parameters in grey."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    pred, meas = table["predicted_rank"].to_numpy(float), table["measured_rank"].to_numpy(float)
-    ax.loglog(pred, table["n_params"].to_numpy(float), "+", color="0.6", ms=6,
+    pred, meas = table[PREDICTED].to_numpy(float), table[MEASURED].to_numpy(float)
+    ax.loglog(pred, table[N_PARAMS].to_numpy(float), "+", color="0.6", ms=6,
               label="number of parameters")
     ax.loglog(pred, meas, "o", color="tab:blue", ms=5, label="measured Hessian rank")
     finite = np.concatenate([pred, meas])
-    lo, hi = np.nanmin(finite) / 1.5, np.nanmax(table["n_params"].to_numpy(float)) * 1.5
+    lo, hi = np.nanmin(finite) / 1.5, np.nanmax(table[N_PARAMS].to_numpy(float)) * 1.5
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="rank = formula")
     ax.set_xlabel("predicted rank (Singh et al. 2021)")
     ax.set_ylabel("measured rank; number of parameters")
@@ -80,10 +84,10 @@ def scatter_figure(view, table: pd.DataFrame, path: Path) -> Path:
 
 
 def write_figures(view) -> list[Path]:
-    table = _numeric(view.table, "measured_rank", "predicted_rank", "n_params",
-                     "predicted_outer_rank", "measured_outer_rank", WIDTH, DEPTH)
+    table = _numeric(view.table, MEASURED, PREDICTED, N_PARAMS,
+                     PREDICTED_OUTER, MEASURED_OUTER, WIDTH, DEPTH)
     if table.empty:
         return []
-    x = WIDTH if WIDTH in table and table[WIDTH].nunique() > 1 else "n_params"
+    x = WIDTH if WIDTH in table and table[WIDTH].nunique() > 1 else N_PARAMS
     return [fraction_figure(view, table, x, view.out / "rank_fraction.png"),
             scatter_figure(view, table, view.out / "rank_vs_formula.png")]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 
@@ -19,7 +20,8 @@ def concentration_panels(view, runs: list, path: Path) -> Path:
     over the grid point's seeds with a 95% band; the lowest seed's drop marked."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False)
-    drops = [row.get("drop_step") for _, row, _ in runs if pd.notna(row.get("drop_step"))]
+    drop = verdict_key("drop_step")
+    drops = [row.get(drop) for _, row, _ in runs if pd.notna(row.get(drop))]
     last = max(float(frame["step"].max()) for _, _, frame in runs)
     # Zoom on the plateau and the drop: what follows a drop is a flat line.
     right = min(last, 2 * max(drops)) if drops else last
@@ -32,7 +34,7 @@ def concentration_panels(view, runs: list, path: Path) -> Path:
             band(twin, seeds, column, color, text)
         twin.set_ylim(0, 1)
         mark_steps(ax, row)
-        outcome = row.get("outcome")
+        outcome = row.get(verdict_key("outcome"))
         verdict = ("hidden progress" if outcome == Outcome.DETECTED.value else
                    "undetermined" if outcome == Outcome.UNDETERMINED.value else
                    "no hidden progress")

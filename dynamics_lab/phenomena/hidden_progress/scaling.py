@@ -18,9 +18,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.curves import rolling_median, series
 
 DIM, K = "task.n", "task.k"
+# Fitted quantities: their names in the fits, their columns in the run table.
+QUANTITIES = (("learning_step", "learning_step"),
+              ("plateau_length", verdict_key("plateau_length")))
 
 
 def learning_step(metrics: pd.DataFrame, column: str = "val/loss") -> float | None:
@@ -102,14 +106,14 @@ def scaling_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for k, part in runs.groupby(K):
-        for quantity in ("learning_step", "plateau_length"):
-            if quantity not in part:
+        for quantity, column in QUANTITIES:
+            if column not in part:
                 continue
-            points = part[[DIM, quantity]].apply(pd.to_numeric, errors="coerce")
-            if quantity == "plateau_length" and "outcome" in part:
-                points = points[part["outcome"] == "detected"]
+            points = part[[DIM, column]].apply(pd.to_numeric, errors="coerce")
+            if column != "learning_step" and verdict_key("outcome") in part:
+                points = points[part[verdict_key("outcome")] == "detected"]
             points = points.dropna()
-            fit = seed_exponent(points[DIM], points[quantity])
+            fit = seed_exponent(points[DIM], points[column])
             rows.append(dict(k=int(k), quantity=quantity, **fit,
                              sizes=" ".join(f"{v:g}" for v in sorted(points[DIM].unique())),
                              paper="n^O(k) steps; SQ lower bound ~n^k queries"))

@@ -2,12 +2,12 @@
 
 The paper's claim is comparative: after the decay, the network trained with a large step size
 is sparser and generalizes better than the one trained with a small step size throughout. From
-a sweep's run table (one row per run, verdict fields joined), per step size (seeds pooled): the
-runs, how many stabilized, and the mean active fraction before the decay, dead fraction and final
-test loss. Every larger step size whose runs mostly stabilized is compared with the smallest:
-detected when each is both sparser (lower mean active fraction) and better (lower mean final
-test loss), and at least one stabilized; not detected when one is not; undetermined with fewer
-than two step sizes or without those fields.
+a sweep's run table (one row per run, verdict fields as `verdict/<field>`), per step size (seeds
+pooled): the runs, how many stabilized, and the mean active fraction before the decay, dead
+fraction and final test loss. Every larger step size whose runs mostly stabilized is compared
+with the smallest: detected when each is both sparser (lower mean active fraction) and better
+(lower mean final test loss), and at least one stabilized; not detected when one is not;
+undetermined with fewer than two step sizes or without those fields.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.columns import verdict_key
 
 LR = "optim.lr"
-COLUMNS = ("active_before_decay", "dead_before_decay", "final_val_loss")
+COLUMNS = ("active_before_decay", "dead_before_decay", "final_val_loss")  # verdict fields
 
 
 @dataclass
@@ -39,14 +40,16 @@ class LrComparison:
 
 
 def per_lr(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per step size: runs, stabilized runs and the means of COLUMNS, smallest first."""
+    """Per step size: runs, stabilized runs and the means of the verdict fields COLUMNS (each
+    under its field's name), smallest first."""
     rows = []
     for lr, part in runs.groupby(LR, sort=True):
         row = {LR: float(lr), "runs": len(part),
-               "stabilized": int(part.get("stabilized", pd.Series(dtype=bool)).fillna(False)
-                                 .astype(bool).sum())}
+               "stabilized": int(part.get(verdict_key("stabilized"), pd.Series(dtype=bool))
+                                 .fillna(False).astype(bool).sum())}
         for column in COLUMNS:
-            values = pd.to_numeric(part.get(column, pd.Series(dtype=float)), errors="coerce")
+            values = pd.to_numeric(part.get(verdict_key(column), pd.Series(dtype=float)),
+                                   errors="coerce")
             row[column] = float(values.mean()) if values.notna().any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.large_step_sgd.compare import LR, compare_learning_rates
 from dynamics_lab.phenomena.large_step_sgd.detector import ACTIVE, DEAD, TRAIN, VAL
@@ -37,7 +38,8 @@ def curves_figure(view, runs, path: Path) -> Path:
             ax.grid(alpha=0.3)
         top.set_yscale("log")
         verdict = {"detected": "sparse features", "undetermined": "undetermined"}.get(
-            row.get("outcome"), "no stabilization" if row.get("stabilized") is False
+            row.get(verdict_key("outcome")),
+            "no stabilization" if row.get(verdict_key("stabilized")) is False
             else "not sparser")
         top.set_title(f"lr={row.get(LR, float('nan')):g}: {verdict}", fontsize=9)
         bottom.set_ylim(0, 1)
@@ -60,11 +62,12 @@ def comparison_figure(view, runs: pd.DataFrame, comparison, path: Path) -> Path:
               (axes[1], (("final_val_loss", "final test loss"),), "test loss after the decay"))
     for ax, columns, ylabel in panels:
         for k, (column, text) in enumerate(columns):
-            if column not in runs:
+            if verdict_key(column) not in runs:
                 continue
             color = palette[k % len(palette)]
-            points = runs[[LR, column]].apply(pd.to_numeric, errors="coerce").dropna()
-            ax.plot(points[LR], points[column], "o", color=color, ms=4, alpha=0.6)
+            points = runs[[LR, verdict_key(column)]].apply(pd.to_numeric, errors="coerce")
+            points = points.dropna()
+            ax.plot(points[LR], points[verdict_key(column)], "o", color=color, ms=4, alpha=0.6)
             if column in table:
                 ax.plot(table[LR], table[column], "-", color=color, lw=1.4, label=text)
         ax.set_xscale("log")

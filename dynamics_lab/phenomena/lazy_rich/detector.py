@@ -42,7 +42,7 @@ from pydantic import Field
 from dynamics_lab.metric_names import NTK, Kernel
 from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import first, flat_stretches, series, value_at
-from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
+from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel, verdict_key
 from dynamics_lab.registry import PHENOMENA
 from dynamics_lab.schema import NamedSection
 
@@ -279,15 +279,16 @@ class LazyRich(Detector):
         """Kumar et al.'s step gap at the shared level along the first swept key (mean over
         seeds), and the delay ratio of the raw losses."""
         table = view.table
-        if not view.axes or "step_gap" not in table:
+        if not view.axes or verdict_key("step_gap") not in table:
             return []
         axis = view.axes[0]
         lines = []
         for field, what in (("step_gap", "step gap, test vs train at the shared level"),
                             ("delay_ratio", "test drop step / train fit step")):
-            if field not in table:
+            if verdict_key(field) not in table:
                 continue
-            means = pd.to_numeric(table[field], errors="coerce").groupby(table[axis]).mean()
+            means = pd.to_numeric(table[verdict_key(field)], errors="coerce").groupby(
+                table[axis]).mean()
             shown = ", ".join(f"{axis.rsplit('.', 1)[-1]}={k:g}: "
                               + ("-" if np.isnan(v) else f"{v:.3g}") for k, v in means.items())
             lines.append(f"{what} (mean over seeds): {shown}")

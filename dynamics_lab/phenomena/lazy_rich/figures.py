@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, mark_steps, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 
@@ -71,8 +72,9 @@ def _by_axis(table: pd.DataFrame, axis: str, column: str) -> pd.DataFrame:
     return values.groupby(table[axis]).agg(["mean", "min", "max"]).dropna()
 
 
-def _spread(ax, table, axis, column, label, color, marker="o"):
-    """Every seed as a faint point, the mean over seeds as a line."""
+def _spread(ax, table, axis, field, label, color, marker="o"):
+    """A verdict field against the swept key: every seed a faint point, the mean a line."""
+    column = verdict_key(field)
     if column not in table:
         return
     values = pd.to_numeric(table[column], errors="coerce")
@@ -98,10 +100,10 @@ def regime_summary(view, table: pd.DataFrame, axis: str, path: Path) -> Path:
     twin.set_ylim(bottom=0)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], fontsize=6)
-    if "outcome" in table:
+    if verdict_key("outcome") in table:
         for value, part in table.groupby(axis):
-            k = int((part["outcome"] == "detected").sum())
-            y = pd.to_numeric(part["final_val_loss"], errors="coerce").max()
+            k = int((part[verdict_key("outcome")] == "detected").sum())
+            y = pd.to_numeric(part[verdict_key("final_val_loss")], errors="coerce").max()
             if pd.notna(y):
                 ax.annotate(f"{k}/{len(part)} grokked", (value, y), fontsize=6,
                             textcoords="offset points", xytext=(2, 4))
@@ -148,12 +150,13 @@ def write_figures(view, min_ratio: float = 2.0) -> list[Path]:
                      limit=5)
     if runs:
         written.append(kernel_and_loss_panels(view, runs, view.out / "kernel_and_loss.png"))
-    if view.axes and "final_val_loss" in view.table:
+    if view.axes and verdict_key("final_val_loss") in view.table:
         written.append(regime_summary(view, view.table, view.axes[0],
                                       view.out / "regime_summary.png"))
     table = view.table
-    if view.axes and "delay_ratio" in table and np.isfinite(
-            pd.to_numeric(table["delay_ratio"], errors="coerce")).sum() >= 2:
+    delay = verdict_key("delay_ratio")
+    if view.axes and delay in table and np.isfinite(
+            pd.to_numeric(table[delay], errors="coerce")).sum() >= 2:
         written.append(delay_figure(view, table, view.axes[0], view.out / "grokking_delay.png",
                                     min_ratio))
     return written

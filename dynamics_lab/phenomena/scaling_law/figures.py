@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, per_seed, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
-from dynamics_lab.phenomena.scaling_law.fits import ESTIMATORS, scaling_fits
+from dynamics_lab.phenomena.scaling_law.fits import AXES, ESTIMATORS, error_column, scaling_fits
 
 COLORS = dict(zip(ESTIMATORS, ("k", "tab:blue", "tab:orange", "tab:green")))
 MARKERS = dict(zip(ESTIMATORS, ("o", "s", "^", "v")))
@@ -53,17 +54,18 @@ def scaling_figure(view, table: pd.DataFrame, fits: pd.DataFrame, windows: dict,
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     counts = []
     for ax, (axis, other) in zip(axes, (("d", "T"), ("T", "d"))):
-        fixed = table[other].max()
-        line = table[table[other] == fixed]
+        x = AXES[axis]
+        fixed = table[AXES[other]].max()
+        line = table[table[AXES[other]] == fixed]
         window = windows.get(axis)
         for estimator in ESTIMATORS:
-            column = f"error_{estimator}"
+            column = error_column(estimator)
             if column not in line or line[column].isna().all():
                 continue
             ax.set_xscale("log")
             ax.set_yscale("log")
-            counts.append(_positive_band(ax, line, axis, column, COLORS[estimator], lw=0))
-            points = line[[axis, column]].dropna().groupby(axis)[column].mean()
+            counts.append(_positive_band(ax, line, x, column, COLORS[estimator], lw=0))
+            points = line[[x, column]].dropna().groupby(x)[column].mean()
             points = points[points > 0]
             inside = (np.ones(len(points), bool) if window is None else
                       (points.index >= window[0]) & (points.index <= window[1]))
@@ -90,9 +92,9 @@ def scaling_figure(view, table: pd.DataFrame, fits: pd.DataFrame, windows: dict,
                     ax.loglog(xs, level * (xs / centre) ** -f["theory"], "--", color=color,
                               lw=0.9, alpha=0.8)
             ax.plot([], [], marker + "-", color=color, label=legend)
-        label(ax, axis)
+        label(ax, x)
         ax.set_ylabel("population error (fraction)")
-        ax.xaxis.set_major_locator(FixedLocator(sorted(table[axis].unique())))
+        ax.xaxis.set_major_locator(FixedLocator(sorted(table[x].unique())))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
         ax.grid(alpha=0.3, which="both")
@@ -100,7 +102,8 @@ def scaling_figure(view, table: pd.DataFrame, fits: pd.DataFrame, windows: dict,
         limit = "memory-limited" if axis == "d" else "data-limited"
         ax.set_title(f"error vs {axis} at {other}={fixed:g} ({limit}); hollow: outside the fit",
                      fontsize=9)
-    shown = table[(table["T"] == table["T"].max()) | (table["d"] == table["d"].max())]
+    d, T = table[AXES["d"]], table[AXES["T"]]
+    shown = table[(T == T.max()) | (d == d.max())]
     title(fig, "associative-memory scaling laws: solid = fit, dashed = theory slope",
           f"{view.selection(shown)} (the largest T and the largest d), {seeds_text(counts)}")
     return save(fig, path)
@@ -110,20 +113,21 @@ def grid_figure(view, table: pd.DataFrame, path: Path) -> Path:
     """Error vs d for every T, trained memory and top_k: where each bottleneck takes over; each
     line the mean over seeds with its 95% band."""
     plt = pyplot()
-    estimators = [e for e in ("trained", "top_k") if f"error_{e}" in table]
+    estimators = [e for e in ("trained", "top_k") if error_column(e) in table]
     fig, axes = plt.subplots(1, len(estimators), figsize=(5.2 * len(estimators), 4),
                              squeeze=False)
     cmap = plt.get_cmap("viridis")
-    Ts = sorted(table["T"].dropna().unique())
+    Ts = sorted(table[AXES["T"]].dropna().unique())
     counts = []
     for ax, estimator in zip(axes[0], estimators):
         ax.set_xscale("log")
         ax.set_yscale("log")
         for i, T in enumerate(Ts):
-            counts.append(_positive_band(ax, table[table["T"] == T], "d", f"error_{estimator}",
+            counts.append(_positive_band(ax, table[table[AXES["T"]] == T], AXES["d"],
+                                         error_column(estimator),
                                          cmap(i / max(len(Ts) - 1, 1)), f"T={T:g}", marker="o",
                                          ms=4))
-        label(ax, "d")
+        label(ax, AXES["d"])
         ax.set_ylabel("population error (fraction)")
         ax.set_title(f"{estimator}: error vs d, one line per T", fontsize=9)
         ax.grid(alpha=0.3, which="both")
@@ -147,14 +151,14 @@ def recall_figure(view, table: pd.DataFrame, path: Path) -> Path | None:
     """Final recall of the trained memory by token-rank bucket, one line per d at the largest T:
     the mean over seeds with its 95% band."""
     plt = pyplot()
-    line = table[table["T"] == table["T"].max()]
+    line = table[table[AXES["T"]] == table[AXES["T"]].max()]
     fig, ax = plt.subplots(figsize=(5.4, 4))
     ax.set_xscale("log")
     cmap = plt.get_cmap("plasma")
-    ds = sorted(line["d"].unique())
+    ds = sorted(line[AXES["d"]].unique())
     counts = []
     for i, d in enumerate(ds):
-        recalls = [_final_recall(view.metrics(r)) for r in line[line["d"] == d]["run_id"]]
+        recalls = [_final_recall(view.metrics(r)) for r in line[line[AXES["d"]] == d]["run_id"]]
         counts.append(band(ax, [r for r in recalls if r is not None], "recall",
                            cmap(i / max(len(ds), 1)), f"d={d:g}", marker="o"))
     if not any(counts):
@@ -162,7 +166,8 @@ def recall_figure(view, table: pd.DataFrame, path: Path) -> Path | None:
         return None
     ax.set_xlabel("token frequency rank (bucket centre)")
     ax.set_ylabel("fraction recalled")
-    ax.set_title(f"trained memory: recall by frequency rank, T={line['T'].max():g}", fontsize=9)
+    ax.set_title(f"trained memory: recall by frequency rank, T={line[AXES['T']].max():g}",
+                 fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     title(fig, "", f"{view.selection(line)}, {seeds_text(counts)}")
@@ -171,16 +176,16 @@ def recall_figure(view, table: pd.DataFrame, path: Path) -> Path | None:
 
 def write_figures(view) -> list[Path]:
     table = view.table
-    if table.empty or "d" not in table or "T" not in table:
+    if table.empty or AXES["d"] not in table or AXES["T"] not in table:
         return []
     section = view.config(table["run_id"].iloc[0]).get("phenomenon") or {}
     windows = {"d": _window(section.get("fit_d")), "T": _window(section.get("fit_T"))}
-    alpha = float(table["alpha"].dropna().iloc[0])
+    alpha = float(table[verdict_key("alpha")].dropna().iloc[0])
     fits = scaling_fits(table, alpha, windows["d"], windows["T"])
     written = [view.out / "scaling_fits.csv"]
     fits.to_csv(written[0], index=False)
     written.append(scaling_figure(view, table, fits, windows, view.out / "scaling_laws.png"))
-    if table["d"].nunique() > 1 and table["T"].nunique() > 1:
+    if table[AXES["d"]].nunique() > 1 and table[AXES["T"]].nunique() > 1:
         written.append(grid_figure(view, table, view.out / "error_grid.png"))
     recall = recall_figure(view, table, view.out / "recall_by_rank.png")
     return written + ([recall] if recall else [])

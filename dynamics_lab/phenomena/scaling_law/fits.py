@@ -26,13 +26,20 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.power_law import PowerLawFit, fit_power_law, judge_power_law
 
 ESTIMATORS = ("trained", "top_k", "seen", "frequency")
 FITTED = {"d": ("trained", "top_k", "frequency"), "T": ("trained", "top_k", "seen")}
+AXES = {"d": verdict_key("d"), "T": verdict_key("T")}  # each axis's column in the run table
 
-__all__ = ["ESTIMATORS", "FITTED", "PowerLawFit", "fit_power_law", "judge_power_law",
-           "scaling_fits", "theory_exponent"]
+__all__ = ["AXES", "ESTIMATORS", "FITTED", "PowerLawFit", "error_column", "fit_power_law",
+           "judge_power_law", "scaling_fits", "theory_exponent"]
+
+
+def error_column(estimator: str) -> str:
+    """The run table's column of an estimator's population error (a verdict field)."""
+    return verdict_key(f"error_{estimator}")
 
 
 def theory_exponent(estimator: str, axis: str, alpha: float) -> float | None:
@@ -46,22 +53,24 @@ def scaling_fits(table: pd.DataFrame, alpha: float, fit_d: tuple | None = None,
                  fit_T: tuple | None = None) -> pd.DataFrame:
     """Per estimator: error vs d at the largest T, and error vs T at the largest d, fitted.
 
-    `table` has columns d, T and error_<estimator> (one row per run, as the sweep table has);
-    `fit_d` / `fit_T` restrict each fit to a [lo, hi] range (the regime the law is about).
+    `table` has the verdict columns of d, T and each estimator's error (`AXES`, `error_column`;
+    one row per run, as the sweep table has); `fit_d` / `fit_T` restrict each fit to a [lo, hi]
+    range (the regime the law is about).
     """
     rows = []
     for axis, other, window in (("d", "T", fit_d), ("T", "d", fit_T)):
-        if axis not in table or other not in table or table[axis].nunique() < 3:
+        x, fixed_by = AXES[axis], AXES[other]
+        if x not in table or fixed_by not in table or table[x].nunique() < 3:
             continue
-        fixed = table[other].max()
-        line = table[table[other] == fixed]
+        fixed = table[fixed_by].max()
+        line = table[table[fixed_by] == fixed]
         if window is not None:
-            line = line[(line[axis] >= window[0]) & (line[axis] <= window[1])]
+            line = line[(line[x] >= window[0]) & (line[x] <= window[1])]
         for estimator in FITTED[axis]:
-            column = f"error_{estimator}"
+            column = error_column(estimator)
             if column not in line:
                 continue
-            points = line[[axis, column]].dropna().groupby(axis)[column].mean()
+            points = line[[x, column]].dropna().groupby(x)[column].mean()
             try:
                 fit = fit_power_law(points.index, points.to_numpy())
             except ValueError:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.phenomena.base import Outcome
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, title
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 
@@ -22,6 +23,12 @@ def _grid(table: pd.DataFrame, axes: list[str]) -> tuple[str | None, str | None]
 
 def _values(table: pd.DataFrame, axis: str | None) -> list:
     return sorted(table[axis].dropna().unique()) if axis else [None]
+
+
+def listed(r: pd.Series, field: str) -> list:
+    """A list-valued verdict field of a run's table row ([] when missing or not a list)."""
+    value = r.get(verdict_key(field))
+    return value if isinstance(value, list) else []
 
 
 def _finite(values) -> list[float]:
@@ -47,7 +54,7 @@ def selection(view, runs: dict) -> str:
 
 
 def _xlim(r: pd.Series, frame: pd.DataFrame) -> float:
-    late = _finite(r.get("rise_ends")) + _finite(r.get("theory_times"))
+    late = _finite(listed(r, "rise_ends")) + _finite(listed(r, "theory_times"))
     last = float(frame["step"].max())
     return min(last, 1.4 * max(late)) if late else last
 
@@ -61,7 +68,7 @@ def _panels(n_rows: int, n_cols: int):
 def _title(ax, col, cv, row, rv, r) -> None:
     parts = [f"{a.rsplit('.', 1)[-1]}={v:g}" for a, v in ((col, cv), (row, rv)) if a]
     verdict = {Outcome.DETECTED.value: "stepwise", Outcome.UNDETERMINED.value: "undetermined"
-               }.get(r.get("outcome"), "not stepwise")
+               }.get(r.get(verdict_key("outcome")), "not stepwise")
     ax.set_title(f"{', '.join(parts)}: {verdict}", fontsize=8)
 
 
@@ -80,8 +87,7 @@ def mode_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
     for ax, rv, cv, (_, r, frame) in _cells(runs, axes, rows, cols):
         targets = (view.config(r["run_id"]).get("task") or {}).get("singular_values") or []
         seeds = view.seeds(r) or [frame]
-        theory = r.get("theory_times") if isinstance(r.get("theory_times"), list) else []
-        observed = r.get("step_times") if isinstance(r.get("step_times"), list) else []
+        theory, observed = listed(r, "theory_times"), listed(r, "step_times")
         for k, s in enumerate(targets):
             column, color = f"modes/strength_{k}", palette[k % len(palette)]
             if column not in frame:
@@ -106,7 +112,8 @@ def mode_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
 def loss_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
     fig, axes = _panels(len(rows), len(cols))
     for ax, rv, cv, (_, r, frame) in _cells(runs, axes, rows, cols):
-        column = r.get("loss_metric") if isinstance(r.get("loss_metric"), str) else None
+        column = r.get(verdict_key("loss_metric"))
+        column = column if isinstance(column, str) else None
         column = column if column in frame else next(
             (c for c in ("train/batch_loss", "train/loss") if c in frame), None)
         if column is None:
@@ -118,18 +125,18 @@ def loss_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
         shown = data[column][(data["step"] <= right) & (data[column] > 0)]
         if len(shown):
             ax.set_ylim(shown.min() / 2, shown.max() * 2)
-        for lo, hi in r.get("plateaus") if isinstance(r.get("plateaus"), list) else []:
+        for lo, hi in listed(r, "plateaus"):
             ax.axvspan(lo, hi, color="tab:blue", alpha=0.12)
-        for t in _finite(r.get("loss_step_times")):
+        for t in _finite(listed(r, "loss_step_times")):
             ax.axvline(t, color="tab:red", lw=0.9, ls="--")
         ax.set_yscale("log")
         ax.set_xlim(0, right)
         ax.grid(alpha=0.3)
         label(ax, "step", fontsize=8)
         parts = [f"{a.rsplit('.', 1)[-1]}={v:g}" for a, v in ((col, cv), (row, rv)) if a]
-        agree = "agree" if r.get("agree") else "disagree"
-        ax.set_title(f"{', '.join(parts)}: loss {r.get('loss_steps')} vs modes "
-                     f"{r.get('spectral_steps')}, {agree}", fontsize=8)
+        agree = "agree" if r.get(verdict_key("agree")) else "disagree"
+        loss, modes = r.get(verdict_key("loss_steps")), r.get(verdict_key("spectral_steps"))
+        ax.set_title(f"{', '.join(parts)}: loss {loss} vs modes {modes}, {agree}", fontsize=8)
     label(axes[0][0], y="train/loss")
     title(fig, "loss with detected plateaus (shaded) and drops (red, half-way down); "
           "titles: steps counted from the loss vs from the modes", selection(view, runs))
@@ -147,8 +154,8 @@ def timing_figure(view, table: pd.DataFrame, col: str | None, row: str | None,
     for g, (rv, part) in enumerate(groups):
         xs, ys = [], []
         for _, r in part.iterrows():
-            theory, observed = r.get("theory_times"), r.get("step_times")
-            if isinstance(theory, list) and isinstance(observed, list):
+            theory, observed = listed(r, "theory_times"), listed(r, "step_times")
+            if theory and observed:
                 for t, o in zip(theory, observed):
                     if t is not None and o is not None and t > 0 and o > 0:
                         xs.append(t)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, title
 from dynamics_lab.phenomena.plotting import colors, pyplot, save
 from dynamics_lab.phenomena.stepwise.figures import (
@@ -15,6 +16,7 @@ from dynamics_lab.phenomena.stepwise.figures import (
     _title,
     _xlim,
     grid_figures,
+    listed,
     selection,
 )
 from dynamics_lab.phenomena.stepwise_ssl.detector import EIG
@@ -47,7 +49,7 @@ def eigenvalue_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
         right = _xlim(r, frame)
         steps = np.linspace(0, right, 400)
         theory = _theory_curves(config, steps)
-        observed = r.get("step_times") if isinstance(r.get("step_times"), list) else []
+        observed = listed(r, "step_times")
         eigs = sorted((c for c in frame if c.startswith(EIG)), key=lambda c: int(c[len(EIG):]))
         for k, column in enumerate(eigs):
             color = palette[k % len(palette)]
@@ -74,11 +76,12 @@ def loss_figure(view, runs, cols, rows, col, row, path: Path) -> Path:
     fig, axes = pyplot().subplots(len(rows), len(cols), figsize=(3.3 * len(cols),
                                   2.7 * len(rows)), squeeze=False)
     for ax, rv, cv, (_, r, frame) in _cells(runs, axes, rows, cols):
-        column = r.get("loss_metric") if r.get("loss_metric") in frame else "train/loss"
+        column = r.get(verdict_key("loss_metric"))
+        column = column if column in frame else "train/loss"
         band(ax, view.seeds(r) or [frame], column, "k", lw=1.2)
-        for lo, hi in r.get("plateaus") if isinstance(r.get("plateaus"), list) else []:
+        for lo, hi in listed(r, "plateaus"):
             ax.axvspan(lo, hi, color="tab:blue", alpha=0.12)
-        theory = r.get("theory_times") if isinstance(r.get("theory_times"), list) else []
+        theory = listed(r, "theory_times")
         for t in (t for t in theory if t is not None):
             ax.axvline(t, color="tab:red", lw=0.9, ls="--")
         ax.set_xlim(0, _xlim(r, frame))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dynamics_lab.phenomena.columns import verdict_key
 from dynamics_lab.phenomena.figure_marks import band, label, seeds_text, title
 from dynamics_lab.phenomena.plotting import pyplot, save
 from dynamics_lab.phenomena.xor.scaling import (
@@ -56,7 +57,7 @@ def phase_panels(view, runs: list, path: Path) -> Path:
                                     ("signal/random_level", "random level", ":")):
             band(twin, seeds, column, "tab:red", text, step=_from_1, ls=style)
         twin.set_ylim(0, 1.05)
-        end, tune = row.get("search_end"), row.get("tune_end")
+        end, tune = row.get(verdict_key("search_end")), row.get(verdict_key("tune_end"))
         if pd.notna(end):
             ax.axvspan(1, end, color="tab:gray", alpha=0.12, label=f"search: to step {end:,.0f}")
             if pd.notna(tune):
@@ -78,9 +79,11 @@ def phase_panels(view, runs: list, path: Path) -> Path:
 
 
 def _verdict_line(row: pd.Series) -> str:
-    if row.get("outcome") != "detected":
-        return str(row.get("outcome", ""))
-    return f"search {row['search_length']:,.0f}, tuning {row['tuning_length']:,.0f} steps"
+    outcome = row.get(verdict_key("outcome"))
+    if outcome != "detected":
+        return str(outcome if outcome is not None else "")
+    return (f"search {row[verdict_key('search_length')]:,.0f}, "
+            f"tuning {row[verdict_key('tuning_length')]:,.0f} steps")
 
 
 def samples_figure(view, points: pd.DataFrame, fits: pd.DataFrame, tuned: pd.DataFrame,

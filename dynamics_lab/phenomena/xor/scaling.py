@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from dynamics_lab.phenomena.columns import verdict_key
+
 DIM, LR = "task.n", "optim.lr"
-SAMPLES = "samples_to_target"
+SAMPLES = verdict_key("samples_to_target")  # the run table's column of the verdict field
 FORMS = {"d": lambda d: d, "d log d": lambda d: d * np.log(d),
          "d log^2 d": lambda d: d * np.log(d) ** 2}
 INDISTINCT_AIC = 2.0

@@ -5,8 +5,10 @@ import os
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import Logger
 
 torch.set_num_threads(1)
 
@@ -74,3 +76,32 @@ def dense_hessian(model, loss_fn, batch, functorch: bool = True) -> torch.Tensor
     if functorch:
         return hessian(loss)(flat).detach()
     return torch.autograd.functional.hessian(loss, flat).detach()
+
+
+class ListLogger(Logger):
+    """A Lightning logger that keeps every logged row in memory, merged per step (`rows`)."""
+
+    name, version = "list", "0"
+
+    def __init__(self):
+        super().__init__()
+        self.rows: dict[int, dict] = {}
+
+    def log_hyperparams(self, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.setdefault(step, {}).update(metrics)
+
+
+def fit_with(callbacks, module, datamodule, max_steps: int = 1):
+    """`module` trained `max_steps` steps on `datamodule` in a real `L.Trainer` with `callbacks`
+    (their hooks, flush and the module's own step as a run takes them), logging to a ListLogger;
+    returns the logger. A measurement due at step 0 sees the initial parameters."""
+    logger = ListLogger()
+    trainer = L.Trainer(max_steps=max_steps, callbacks=list(callbacks), logger=logger,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, accelerator="cpu")
+    trainer.fit(module, datamodule=datamodule)
+    return logger

@@ -3,13 +3,12 @@ DFT reference and hand-built circuits, on a real transformer, and (slow) the shi
 `transformer` grokking profile."""
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_measure_ntk import ListLogger
+from conftest import fit_with
 
 from dynamics_lab.config import load_experiment
 from dynamics_lab.measure.fourier_progress import (
@@ -97,11 +96,8 @@ def test_on_a_transformer_through_the_callback():
     task.setup()
     torch.manual_seed(0)
     model = Transformer(TransformerConfig(d_model=16, n_heads=2, d_mlp=32), task.spec)
-    logger = ListLogger()
-    trainer = SimpleNamespace(global_step=0, loggers=[logger], datamodule=task)
     module = DynamicsModule(model, task.spec.loss, OptimConfig(), log_every=1)
-    FourierProgress(n_key=3).run(trainer, module)
-    row = logger.rows[0]
+    row = fit_with([FourierProgress(n_key=3)], module, task).rows[0]  # before the first step
     assert "fourier/failed" not in row and 0 < row["fourier/key_power"] <= 1
     assert sorted(row[f"fourier/key_freq_{i}"] for i in range(3)) == sorted(
         set(row[f"fourier/key_freq_{i}"] for i in range(3)))

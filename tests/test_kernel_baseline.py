@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from test_measure_ntk import ListLogger
+from conftest import ListLogger
 from torch import nn
 
 from dynamics_lab.losses import squared

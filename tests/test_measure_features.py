@@ -1,12 +1,13 @@
 """FeatureMetrics on hand-built cases and in a real Lightning Trainer, against direct linalg."""
 
+import copy
 import math
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
-from test_measure_ntk import ListLogger
+from conftest import ListLogger, fit_with
 from torch import nn
 
 from dynamics_lab.linalg.representations import (
@@ -25,12 +26,11 @@ from dynamics_lab.train.module import DynamicsModule
 
 
 def measure_once(model, task, **kwargs):
-    """One measurement through the callback's own run(), as the training hook calls it."""
-    logger = ListLogger()
-    trainer = SimpleNamespace(global_step=0, loggers=[logger], datamodule=task)
-    module = DynamicsModule(model, task.spec.loss, OptimConfig(), log_every=1)
+    """The step-0 measurement of a one-step fit of a copy of `model` in a real Trainer: the
+    row measures `model`'s parameters, which the fit leaves alone for the references."""
+    module = DynamicsModule(copy.deepcopy(model), task.spec.loss, OptimConfig(), log_every=1)
     callback = FeatureMetrics(**kwargs)
-    callback.run(trainer, module)
+    logger = fit_with([callback], module, task)
     return logger.rows[0], callback
 
 

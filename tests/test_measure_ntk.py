@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import Logger
+from conftest import ListLogger
 
 from dynamics_lab.linalg.ntk import empirical_ntk, kernel_alignment, kernel_distance
 from dynamics_lab.measure.ntk import NTKAlignment, flat_trainable
@@ -17,22 +17,6 @@ from dynamics_lab.tasks.polynomial import Polynomial, PolynomialConfig
 from dynamics_lab.train.module import DynamicsModule
 
 STEPS, EVERY = 6, 2
-
-
-class ListLogger(Logger):
-    """Every logged (step, metrics), merged per step."""
-
-    name, version = "list", "0"
-
-    def __init__(self):
-        super().__init__()
-        self.rows: dict[int, dict] = {}
-
-    def log_hyperparams(self, *args, **kwargs):
-        pass
-
-    def log_metrics(self, metrics, step=None):
-        self.rows.setdefault(step, {}).update(metrics)
 
 
 class Snapshots(L.Callback):
@@ -117,6 +101,8 @@ def test_initial_kernel_state_round_trips(tmp_path):
 
 
 def fake_trainer(task, step=0):
+    # A stand-in: the test sets .grad and the mode by hand before one measurement, which a
+    # Trainer's own step would overwrite (test_logged_values_equal_direct_kernels: the hooks).
     logger = ListLogger()
     return SimpleNamespace(global_step=step, loggers=[logger], datamodule=task), logger
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_measure_ntk import ListLogger
+from conftest import ListLogger
 from torch import nn
 
 from dynamics_lab.config import load_experiment

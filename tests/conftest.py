@@ -98,10 +98,13 @@ def fit_with(callbacks, module, datamodule, max_steps: int = 1):
     """`module` trained `max_steps` steps on `datamodule` in a real `L.Trainer` with `callbacks`
     (their hooks, flush and the module's own step as a run takes them), logging to a ListLogger;
     returns the logger. A measurement due at step 0 sees the initial parameters."""
+    import tempfile
+
     logger = ListLogger()
-    trainer = L.Trainer(max_steps=max_steps, callbacks=list(callbacks), logger=logger,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0, accelerator="cpu")
-    trainer.fit(module, datamodule=datamodule)
+    with tempfile.TemporaryDirectory() as root:  # what callbacks write (snapshots) goes here
+        trainer = L.Trainer(max_steps=max_steps, callbacks=list(callbacks), logger=logger,
+                            default_root_dir=root, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, limit_val_batches=0, accelerator="cpu")
+        trainer.fit(module, datamodule=datamodule)
     return logger

@@ -94,10 +94,13 @@ class ListLogger(Logger):
         self.rows.setdefault(step, {}).update(metrics)
 
 
-def fit_with(callbacks, module, datamodule, max_steps: int = 1):
+def fit_with(callbacks, module, datamodule, max_steps: int = 1, ckpt_path=None,
+             save_to=None):
     """`module` trained `max_steps` steps on `datamodule` in a real `L.Trainer` with `callbacks`
     (their hooks, flush and the module's own step as a run takes them), logging to a ListLogger;
-    returns the logger. A measurement due at step 0 sees the initial parameters."""
+    returns the logger. A measurement due at step 0 sees the initial parameters. `ckpt_path`
+    resumes from a checkpoint (callback states restored by Lightning); `save_to` writes one when
+    the fit ends."""
     import tempfile
 
     logger = ListLogger()
@@ -106,5 +109,72 @@ def fit_with(callbacks, module, datamodule, max_steps: int = 1):
                             default_root_dir=root, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False,
                             num_sanity_val_steps=0, limit_val_batches=0, accelerator="cpu")
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if save_to is not None:
+            trainer.save_checkpoint(save_to)
     return logger
+
+
+class Batches(L.LightningDataModule):
+    """A user's own datamodule: the full batch (x, y) at every step, resident as the tasks serve
+    it, and whatever a measurement reads off a datamodule given as keywords (`relevant=`,
+    `splits=`, `population=`, ...): a datamodule that declares no offers is read by the
+    attributes it has."""
+
+    def __init__(self, x, y, **attributes):
+        super().__init__()
+        self.x, self.y = x, y
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
+    def train_dataloader(self):
+        from dynamics_lab.tasks.base import ResidentBatches
+
+        return ResidentBatches(self.x, self.y, batch_size=None, seed=0)
+
+
+class Held(L.LightningModule):
+    """`model` and its `loss_fn` in a Trainer whose steps the test decides: `update(model,
+    batch)` gives the loss each step backpropagates and `optimizer` (an optimizer, or a function
+    of the parameters; default SGD) steps on; without `update` a step moves nothing (no
+    gradient), so that an `EachStep` callback sets the parameters each measurement sees."""
+
+    def __init__(self, model, loss_fn, optimizer=None, update=None):
+        super().__init__()
+        self.model, self.loss_fn, self.update = model, loss_fn, update
+        self.optimizer_of = optimizer
+        self.automatic_optimization = False
+
+    def configure_optimizers(self):
+        if isinstance(self.optimizer_of, torch.optim.Optimizer):
+            return self.optimizer_of
+        make = self.optimizer_of or (lambda params: torch.optim.SGD(params, lr=1.0))
+        return make(self.model.parameters())
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        if self.update is not None:
+            self.manual_backward(self.update(self.model, batch))
+        optimizer.step()  # one optimizer step: global_step advances
+
+
+class EachStep(L.Callback):
+    """Calls `fn(step)` once per step, at the first batch hook that sees the step (batch start
+    for step 0 or a resumed run's first step, batch end after each update): placed before a
+    measurement it sets the state the measurement sees, placed after one it reads what the
+    measurement left."""
+
+    def __init__(self, fn):
+        self.fn, self.seen = fn, None
+
+    def _once(self, trainer):
+        if trainer.global_step != self.seen:
+            self.seen = trainer.global_step
+            self.fn(trainer.global_step)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._once(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._once(trainer)

@@ -3,11 +3,9 @@ whose Hessian A(t) is set exactly, HessianSpectrum's top eigenvalues equal eigva
 every measurement, when the top two swap and when the new top eigenvector is orthogonal to the
 old one, for k=1 and k=2; and on a smooth trajectory the warm start still saves matvecs."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
-from conftest import Quadratic, mean_output
+from conftest import Batches, EachStep, Held, Quadratic, fit_with, mean_output
 
 from dynamics_lab.linalg.lanczos import lanczos
 from dynamics_lab.measure.hessian import HessianSpectrum
@@ -36,17 +34,17 @@ def rotation(angle: float) -> torch.Tensor:
 
 def measure_along(trajectory, k: int, warm_start: bool = True, tol: float = 1e-8,
                   **options):
-    """HessianSpectrum's logged rows at A(t) for t = 0, 1, ... (one measurement each)."""
+    """HessianSpectrum's logged rows at A(t) for t = 0, 1, ... (one measurement each), in a real
+    Trainer whose step t sets A(t) before the measurement of step t."""
     model = Quadratic(DIM)
-    module = SimpleNamespace(model=model, loss_fn=mean_output)
-    callback = HessianSpectrum(k=k, tol=tol, warm_start=warm_start, max_iter=DIM,
-                               probe=(torch.zeros(2, 1), torch.zeros(2, 1)), **options)
-    rows = []
-    for step, a in enumerate(trajectory):
-        model.A.copy_(a)
-        trainer = SimpleNamespace(global_step=step, loggers=[], optimizers=[])
-        rows.append(callback.run(trainer, module))
-    return rows
+    probe = (torch.zeros(2, 1), torch.zeros(2, 1))
+    callback = HessianSpectrum(k=k, tol=tol, warm_start=warm_start, max_iter=DIM, every=1,
+                               probe=probe, **options)
+    stage = EachStep(lambda step: model.A.copy_(trajectory[step]))
+    rows = fit_with([stage, callback], Held(model, mean_output), Batches(*probe),
+                    max_steps=len(trajectory) - 1).rows
+    assert sorted(rows) == list(range(len(trajectory)))
+    return [rows[step] for step in range(len(trajectory))]
 
 
 def matrix(q, lam):

@@ -4,11 +4,10 @@ coincides and rotates, a sudden jump is caught by the residuals, a direction ort
 tracked space is found by the scout or an audit, and the block products match one at a time."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import Quadratic, mean_output
+from conftest import Batches, EachStep, Held, Quadratic, fit_with, mean_output
 from torch import nn
 
 from dynamics_lab.linalg.hvp import hessian_vector_product
@@ -43,11 +42,18 @@ def plane_rotation(q: torch.Tensor, angle: float) -> torch.Tensor:
 PROBE = (torch.zeros(2, 1), torch.zeros(2, 1))
 
 
-def measure(callback, model, a, step):
-    """One HessianSpectrum row with the quadratic's Hessian set to `a`."""
-    model.A.copy_(a)
-    module = SimpleNamespace(model=model, loss_fn=mean_output)
-    return callback.run(SimpleNamespace(global_step=step, loggers=[], optimizers=[]), module)
+def measure_along(callback, trajectory, start=0, ckpt_path=None, save_to=None,
+                  after=None):
+    """HessianSpectrum's rows {step: row} in a real Trainer whose step t sets the quadratic's
+    Hessian to trajectory[t] before the measurement; from `start` when resuming `ckpt_path`;
+    `after(step)` runs once the step's measurement is done."""
+    model = Quadratic(DIM)
+    stage = EachStep(lambda step: model.A.copy_(trajectory[step]))
+    callbacks = [stage, callback] + ([EachStep(after)] if after else [])
+    rows = fit_with(callbacks, Held(model, mean_output), Batches(*PROBE),
+                    max_steps=len(trajectory) - 1, ckpt_path=ckpt_path, save_to=save_to).rows
+    assert sorted(rows) == list(range(start, len(trajectory)))
+    return rows
 
 
 def run(trajectory, k: int = 1, tol: float = 1e-6, **options):
@@ -202,47 +208,49 @@ def test_tracked_sharpness_along_gradient_descent_matches_dense_eigvalsh(batched
     torch.manual_seed(1)
     model = TwoGroups().double().train()
     batch = (torch.randn(32, 3, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64))
-    module = SimpleNamespace(model=model, loss_fn=mse)
     callback = HessianSpectrum(k=2, tol=1e-6, solver="track", audit_every=0, batched=batched,
-                               probe=batch)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
-    for step in range(8):
-        row = callback.run(SimpleNamespace(global_step=step, loggers=[], optimizers=[]), module)
-        exact = torch.linalg.eigvalsh(dense_hessian(model, batch)).flip(0)
-        assert row["hessian/certified"] == 1.0
-        for i in (1, 2):
-            assert row[f"hessian/lambda_{i}"] == pytest.approx(float(exact[i - 1]), rel=1e-5)
-        assert row["hessian/batched"] == {"on": 1.0, "off": 0.0}.get(batched, row[
-            "hessian/batched"])
-        optimizer.zero_grad()
+                               every=1, probe=batch)
+    exact = {}
+
+    def reference(step):
+        exact[step] = torch.linalg.eigvalsh(dense_hessian(model, batch)).flip(0)
+
+    def update(model, batch):
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            mse(model(batch[0]), batch[1]).backward()
-        optimizer.step()
+            return mse(model(batch[0]), batch[1])
+
+    module = Held(model, mse, lambda params: torch.optim.SGD(params, lr=0.3), update)
+    rows = fit_with([EachStep(reference), callback], module, Batches(*batch), max_steps=7).rows
+    assert sorted(rows) == list(range(8))
+    for step, row in rows.items():
+        assert row["hessian/certified"] == 1.0
+        for i in (1, 2):
+            assert row[f"hessian/lambda_{i}"] == pytest.approx(float(exact[step][i - 1]),
+                                                               rel=1e-5)
+        assert row["hessian/batched"] == {"on": 1.0, "off": 0.0}.get(batched, row[
+            "hessian/batched"])
 
 
-def test_the_tracked_block_travels_with_the_checkpoint():
-    # A callback restored from state_dict continues exactly as the one that wrote it, audits
-    # included (audit_every=3 falls on the restored half).
+def test_the_tracked_block_travels_with_the_checkpoint(tmp_path):
+    # A callback resumed from a Lightning checkpoint continues exactly as the one that wrote
+    # it, audits included (audit_every=3 falls on the restored half).
     q, lam = basis(), bulk()
     lam[0], lam[1] = 10.0, 9.5
     trajectory = [operator(plane_rotation(q, 0.1 * t), lam) for t in range(5)]
-    model = Quadratic(DIM)
 
     def callback():
         # batched pinned: "auto" decides by timing, and the two ways round differently
         return HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=3, max_iter=DIM,
-                               batched="off", probe=PROBE)
+                               every=1, batched="off", probe=PROBE)
 
-    first = callback()
-    full = [measure(first, model, a, t) for t, a in enumerate(trajectory)]
-    assert all(r["hessian/lambda_1"] == pytest.approx(10.0, rel=1e-8) for r in full)
-    half = callback()
-    for t in range(2):
-        measure(half, model, trajectory[t], t)
-    resumed = callback()
-    resumed.load_state_dict(half.state_dict())
-    assert [measure(resumed, model, trajectory[t], t) for t in range(2, 5)] == full[2:]
+    full = measure_along(callback(), trajectory)
+    assert all(r["hessian/lambda_1"] == pytest.approx(10.0, rel=1e-8) for r in full.values())
+    checkpoint = tmp_path / "half.ckpt"
+    measure_along(callback(), trajectory[:2], save_to=checkpoint)
+    # A fresh callback in a Trainer resumed from the checkpoint (Lightning restores its state).
+    resumed = measure_along(callback(), trajectory, start=2, ckpt_path=checkpoint)
+    assert [resumed[t] for t in range(2, 5)] == [full[t] for t in range(2, 5)]
     assert full[3]["hessian/fallback"] == 1.0  # the audit
 
 
@@ -252,19 +260,21 @@ def test_after_a_fallback_lanczos_runs_directly_then_tracking_is_retried():
     # skip the attempt.
     q, lam = basis(), bulk()
     lam[0], lam[1] = 10.0, 8.0
-    model = Quadratic(DIM)
     callback = HessianSpectrum(k=1, tol=1e-8, solver="track", audit_every=0, max_expand=0,
-                               retry_after=2, max_iter=DIM, probe=PROBE)
-    left = []
+                               retry_after=2, max_iter=DIM, every=1, probe=PROBE)
+    trajectory = []
     for t in range(6):
         turned = q.clone()  # the top eigenvector turns 1 rad towards a fresh bulk direction
         c, s = math.cos(1.0), math.sin(1.0)
         new = 50 + t
         turned[:, 0], turned[:, new] = c * q[:, 0] + s * q[:, new], c * q[:, new] - s * q[:, 0]
         q = turned
-        row = measure(callback, model, operator(q, lam), t)
+        trajectory.append(operator(q, lam))
+    left = []
+    rows = measure_along(callback, trajectory,
+                         after=lambda step: left.append(callback.direct_left["plain"]))
+    for row in rows.values():
         assert row["hessian/lambda_1"] == pytest.approx(10.0, rel=1e-8)
         assert row["hessian/certified"] == 1.0 and row["hessian/fallback"] == 1.0
-        left.append(callback.direct_left["plain"])
     # t=0 cold start; t=1 tracking fails -> 2 direct measurements (t=2, 3); t=4 tries again.
     assert left == [0, 2, 1, 0, 2, 1]

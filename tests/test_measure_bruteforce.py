@@ -10,10 +10,10 @@ SGD's thresholds (momentum, Nesterov, dampening) split stable from divergent run
 """
 
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import Batches, EachStep, Held, fit_with
 from conftest import dense_hessian as brute_force_hessian
 from torch import nn
 
@@ -55,22 +55,27 @@ def dense_hessian(model, x, y, functorch=True) -> torch.Tensor:
     return brute_force_hessian(model.double(), mse, (x.double(), y.double()), functorch)
 
 
-def measure(callback, model, step, optimizer=None):
-    trainer = SimpleNamespace(global_step=step, loggers=[],
-                              optimizers=[optimizer] if optimizer else [])
-    row = callback.run(trainer, SimpleNamespace(model=model, loss_fn=mse))
-    assert "hessian/failed" not in row
-    return row
+def measure(callback, model, data, steps=1, optimizer=None, update=None, stage=None):
+    """The callback's rows {step: row} over `steps` steps of `model` in a real Trainer on the
+    batch `data`: `stage(t)` runs before the measurement of step t (sets or reads the
+    parameters), `update(model, batch)` is the loss each step trains on (none: no step moves)."""
+    callbacks = ([EachStep(stage)] if stage else []) + [callback]
+    rows = fit_with(callbacks, Held(model, mse, optimizer, update), Batches(*data),
+                    max_steps=steps).rows
+    assert all("hessian/failed" not in row for row in rows.values())
+    return rows
 
 
-def states(model, steps=6):
-    """Output layers scaled so head a's curvature grows and head b's shrinks past it."""
+def scaled_heads(model):
+    """A function of the step that scales the output layers so head a's curvature grows and
+    head b's shrinks past it."""
     wa, wb = model.a[-1].weight.detach().clone(), model.b[-1].weight.detach().clone()
-    for t in range(steps):
+
+    def scale(t):
         with torch.no_grad():
             model.a[-1].weight.copy_(wa * (0.5 + 0.5 * t))
             model.b[-1].weight.copy_(wb * (3.0 - 0.5 * t))
-        yield t
+    return scale
 
 
 def top_block(h: torch.Tensor, split: int) -> str:
@@ -83,17 +88,22 @@ def top_block(h: torch.Tensor, split: int) -> str:
 def test_warm_started_top_k_follows_the_top_across_blocks(k, dtype):
     model = TwoHeads().to(dtype)
     x, y = batch(dtype)
-    callback = HessianSpectrum(k=k, tol=1e-6, max_iter=200, probe=(x, y))
+    callback = HessianSpectrum(k=k, tol=1e-6, max_iter=200, every=1, probe=(x, y))
     split = sum(p.numel() for p in model.a.parameters())
-    owners = []
-    for t in states(model):
-        h = dense_hessian(copy.deepcopy(model), x, y)
-        owners.append(top_block(h, split))
-        exact = torch.linalg.eigvalsh(h).flip(0)[:k]
-        row = measure(callback, model, t)
-        got = torch.tensor([row[f"hessian/lambda_{i + 1}"] for i in range(k)], dtype=torch.float64)
+    scale, exact = scaled_heads(model), {}
+
+    def stage(t):
+        scale(t)
+        exact[t] = dense_hessian(copy.deepcopy(model), x, y)
+
+    rows = measure(callback, model, (x, y), steps=5, stage=stage)
+    assert sorted(rows) == sorted(exact) == list(range(6))
+    for t, h in exact.items():
+        got = torch.tensor([rows[t][f"hessian/lambda_{i + 1}"] for i in range(k)],
+                           dtype=torch.float64)
         rel = 1e-4 if dtype == torch.float32 else 1e-8
-        torch.testing.assert_close(got, exact, rtol=rel, atol=0)
+        torch.testing.assert_close(got, torch.linalg.eigvalsh(h).flip(0)[:k], rtol=rel, atol=0)
+    owners = [top_block(exact[t], split) for t in sorted(exact)]
     assert owners[0] == "b" and owners[-1] == "a"  # the top eigenvector changed blocks
 
 
@@ -129,16 +139,23 @@ def test_random_and_normalizing_layers_match_the_dense_hessian(kind):
             middle.running_mean.uniform_(-0.5, 0.5)
             middle.running_var.uniform_(0.5, 2.0)
     x, y = batch(torch.float64)
-    callback = HessianSpectrum(k=2, tol=1e-8, max_iter=200, probe=(x, y))
-    for t in states(model, steps=3):
+    callback = HessianSpectrum(k=2, tol=1e-8, max_iter=200, every=1, probe=(x, y))
+    scale, exact = scaled_heads(model), {}
+
+    def stage(t):
+        scale(t)
         if kind == "dropout":
-            h = dropout_reference(model, x, y)
+            exact[t] = dropout_reference(model, x, y)
         else:
-            h = dense_hessian(copy.deepcopy(model), x, y, functorch=kind == "batchnorm eval")
-        row = measure(callback, model, t)
-        exact = torch.linalg.eigvalsh(h).flip(0)[:2]
-        got = torch.tensor([row["hessian/lambda_1"], row["hessian/lambda_2"]], dtype=torch.float64)
-        torch.testing.assert_close(got, exact, rtol=1e-8, atol=0)
+            exact[t] = dense_hessian(copy.deepcopy(model), x, y,
+                                     functorch=kind == "batchnorm eval")
+
+    rows = measure(callback, model, (x, y), steps=2, stage=stage)
+    assert sorted(rows) == sorted(exact) == [0, 1, 2]
+    for t, h in exact.items():
+        got = torch.tensor([rows[t]["hessian/lambda_1"], rows[t]["hessian/lambda_2"]],
+                           dtype=torch.float64)
+        torch.testing.assert_close(got, torch.linalg.eigvalsh(h).flip(0)[:2], rtol=1e-8, atol=0)
     assert model.training == (kind != "batchnorm eval")
 
 
@@ -159,26 +176,22 @@ def test_sgd_groups_and_coupled_decay_enter_the_preconditioned_sharpness():
                                "weight_decay": 0.05}], lr=0.1)
     scale = torch.cat([torch.ones(n_a), torch.full((h.shape[0] - n_a,), 3.0)])
     l2 = torch.cat([torch.zeros(n_a), torch.full((h.shape[0] - n_a,), 0.05)])
-    row = measure(HessianSpectrum(tol=1e-10, probe=(x, y)), model, 0, groups)
+    row = measure(HessianSpectrum(tol=1e-10, probe=(x, y)), model, (x, y), optimizer=groups)[0]
     assert row["hessian/precond_lambda_max"] == pytest.approx(sandwich(h, scale, l2), rel=1e-8)
     assert row["hessian/threshold"] == pytest.approx(2 / 0.1)
     # One learning rate with coupled decay: the step is stable while lambda_max(H) + wd < 2/eta.
     decayed = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.3)
-    row = measure(HessianSpectrum(tol=1e-10, probe=(x, y)), model, 0, decayed)
+    row = measure(HessianSpectrum(tol=1e-10, probe=(x, y)), model, (x, y), optimizer=decayed)[0]
     top = float(torch.linalg.eigvalsh(h)[-1])
     assert row["hessian/precond_lambda_max"] == pytest.approx(top + 0.3, rel=1e-8)
 
 
-def adam_steps(model, optimizer, x, y, steps):
-    """Train; return (w before the last step, w after it) as flat vectors."""
-    flat = lambda: torch.cat([p.detach().reshape(-1) for p in model.parameters()])  # noqa: E731
-    before = flat()
-    for _ in range(steps):
-        before = flat()
-        optimizer.zero_grad()
-        mse(model(x), y).backward()
-        optimizer.step()
-    return before, flat()
+def train_loss(model, batch):
+    return mse(model(batch[0]), batch[1])
+
+
+def flat(model):
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
@@ -190,7 +203,11 @@ def test_adam_step_is_lr_times_the_preconditioner_times_the_first_moment(amsgrad
     lr = 0.05
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.8, 0.95), eps=0.3,
                                  amsgrad=amsgrad)
-    before, after = adam_steps(model, optimizer, x, y, 4)
+    weights = {}
+    callback = HessianSpectrum(tol=1e-10, every=4, probe=(x, y))
+    row = measure(callback, model, (x, y), steps=4, optimizer=optimizer, update=train_loss,
+                  stage=lambda t: weights.setdefault(t, flat(model)))[4]
+    before, after = weights[3], weights[4]
     params = list(model.parameters())
     found = stability(optimizer, params)
     m = torch.cat([optimizer.state[p]["exp_avg"].reshape(-1) for p in params])
@@ -200,7 +217,6 @@ def test_adam_step_is_lr_times_the_preconditioner_times_the_first_moment(amsgrad
     assert float((wrong - found.scale).abs().max()) > 0.1 * float(found.scale.max())
     # The preconditioned sharpness is the top eigenvalue of S^1/2 H S^1/2 at these parameters.
     h = dense_hessian(copy.deepcopy(model), x, y)
-    row = measure(HessianSpectrum(tol=1e-10, probe=(x, y)), model, 4, optimizer)
     assert row["hessian/precond_lambda_max"] == pytest.approx(sandwich(h, found.scale),
                                                               rel=1e-8)
     assert row["hessian/threshold"] == pytest.approx((2 + 1.6) / (0.2 * lr))
@@ -210,14 +226,15 @@ def test_adam_parameters_without_a_gradient_do_not_hide_the_preconditioned_sharp
     model = TwoHeads().double()
     x, y = batch(torch.float64)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(3):  # head b gets no gradient: Adam keeps no state for it
-        optimizer.zero_grad()
-        mse(model.a(x), y[:, :1]).backward()
-        optimizer.step()
+
+    def head_a_loss(model, batch):  # head b gets no gradient: Adam keeps no state for it
+        return mse(model.a(batch[0]), batch[1][:, :1])
+
+    callback = HessianSpectrum(tol=1e-10, every=3, probe=(x, y))
+    row = measure(callback, model, (x, y), steps=3, optimizer=optimizer, update=head_a_loss)[3]
     found = stability(optimizer, list(model.parameters()))
     n_a = sum(p.numel() for p in model.a.parameters())
     assert found.scale is not None and bool((found.scale[n_a:] == 0).all())
-    row = measure(HessianSpectrum(tol=1e-10, probe=(x, y)), model, 3, optimizer)
     h = dense_hessian(copy.deepcopy(model), x, y)
     assert row["hessian/precond_lambda_max"] == pytest.approx(sandwich(h, found.scale),
                                                               rel=1e-8)

@@ -3,11 +3,11 @@ P = (1 - beta1^t)(sqrt(v_hat) + eps) of Cohen et al. 2022 with threshold (2 + 2 
 beta1) eta), parameter groups with their own learning rates, coupled and decoupled weight decay."""
 
 import math
-from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
+from conftest import Batches, Held, fit_with
 from torch import nn
 
 from dynamics_lab.measure.hessian import HessianSpectrum
@@ -34,14 +34,20 @@ def mean_output(out, y):
     return out.mean()
 
 
+PROBE = (torch.zeros(2, 1), torch.zeros(2, 1))
+
+
 def trained(optimizer_fn, steps: int):
+    """TwoParams trained `steps` steps by `optimizer_fn(model)` in a real Trainer whose
+    HessianSpectrum measures the parameters after the last step; (model, that step's hessian/
+    metrics)."""
     model = TwoParams()
-    optimizer = optimizer_fn(model)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        mean_output(model(torch.zeros(1, 1)), None).backward()
-        optimizer.step()
-    return model, optimizer
+    callback = HessianSpectrum(tol=1e-12, every=steps, probe=PROBE)
+    module = Held(model, mean_output, optimizer_fn(model),
+                  lambda model, batch: mean_output(model(batch[0]), None))
+    rows = fit_with([callback], module, Batches(*PROBE), max_steps=steps).rows
+    assert sorted(rows) == [0, steps] and "hessian/failed" not in rows[steps]
+    return model, rows[steps]
 
 
 def adam_by_hand(steps, lr=(0.1, 0.1), betas=(0.9, 0.99), eps=1e-8, wd=0.0, decoupled=False):
@@ -61,19 +67,11 @@ def adam_by_hand(steps, lr=(0.1, 0.1), betas=(0.9, 0.99), eps=1e-8, wd=0.0, deco
     return w, preconditioner
 
 
-def measured(model, optimizer):
-    """The callback's hessian/ metrics at the model's current parameters."""
-    callback = HessianSpectrum(tol=1e-12, probe=(torch.zeros(2, 1), torch.zeros(2, 1)))
-    trainer = SimpleNamespace(global_step=1, loggers=[], optimizers=[optimizer])
-    return callback.run(trainer, SimpleNamespace(model=model, loss_fn=mean_output))
-
-
 def test_adam_one_step_by_hand():
     # One step: g = (3, 2), v_hat = g^2, P = (1 - 0.9)(|g| + eps) = (0.3, 0.2) (+eps):
     # P^-1 H = (2/0.3, 0.5/0.2) = (6.67, 2.5), against (2 + 1.8)/(0.1 * 0.1) = 380.
-    model, optimizer = trained(lambda m: torch.optim.Adam(m.parameters(), lr=0.1,
-                                                          betas=(0.9, 0.99)), 1)
-    metrics = measured(model, optimizer)
+    _, metrics = trained(lambda m: torch.optim.Adam(m.parameters(), lr=0.1, betas=(0.9, 0.99)),
+                         1)
     assert metrics["hessian/precond_lambda_max"] == pytest.approx(2 / (0.1 * (3 + 1e-8)))
     assert metrics["hessian/threshold"] == pytest.approx(3.8 / (0.1 * 0.1))
     assert metrics["hessian/lambda_max"] == pytest.approx(2.0)
@@ -81,13 +79,13 @@ def test_adam_one_step_by_hand():
 
 @pytest.mark.parametrize("steps", [2, 5])
 def test_adam_bias_corrections_over_several_steps(steps):
-    model, optimizer = trained(lambda m: torch.optim.Adam(m.parameters(), lr=0.1,
-                                                          betas=(0.9, 0.99)), steps)
+    model, metrics = trained(lambda m: torch.optim.Adam(m.parameters(), lr=0.1,
+                                                        betas=(0.9, 0.99)), steps)
     w, p = adam_by_hand(steps)
     assert [model.a.item(), model.b.item()] == pytest.approx(w)  # the hand Adam is torch's
     expected = max(H[i] / p[i] for i in range(2))
     # (1 - beta1^t) is 0.19 and 0.41 here: leaving it out would be off by 5x and 2.4x.
-    assert measured(model, optimizer)["hessian/precond_lambda_max"] == pytest.approx(expected)
+    assert metrics["hessian/precond_lambda_max"] == pytest.approx(expected)
 
 
 def test_groups_with_their_own_learning_rates_fold_into_the_preconditioner():
@@ -95,12 +93,11 @@ def test_groups_with_their_own_learning_rates_fold_into_the_preconditioner():
         return torch.optim.Adam([{"params": [m.a], "lr": 0.1}, {"params": [m.b], "lr": 0.4}],
                                 betas=(0.9, 0.99))
 
-    model, optimizer = trained(optimizer_fn, 3)
+    model, metrics = trained(optimizer_fn, 3)
     w, p = adam_by_hand(3, lr=(0.1, 0.4))
     assert [model.a.item(), model.b.item()] == pytest.approx(w)
     # Steps are eta_1 * S m with S_b = (0.4 / 0.1) / P_b; the threshold uses eta_1 = 0.1.
     expected = max(H[0] / p[0], 4 * H[1] / p[1])
-    metrics = measured(model, optimizer)
     assert metrics["hessian/precond_lambda_max"] == pytest.approx(expected)
     assert metrics["hessian/threshold"] == pytest.approx(3.8 / (0.1 * 0.1))
 
@@ -109,25 +106,24 @@ def test_sgd_groups_with_different_learning_rates():
     def optimizer_fn(m):
         return torch.optim.SGD([{"params": [m.a], "lr": 0.1}, {"params": [m.b], "lr": 0.5}])
 
-    model, optimizer = trained(optimizer_fn, 1)
-    metrics = measured(model, optimizer)
+    _, metrics = trained(optimizer_fn, 1)
     assert metrics["hessian/threshold"] == pytest.approx(2 / 0.1)
     assert metrics["hessian/precond_lambda_max"] == pytest.approx(max(H[0], 5 * H[1]))
-    plain = measured(*trained(lambda m: torch.optim.SGD(m.parameters(), lr=0.1), 1))
+    _, plain = trained(lambda m: torch.optim.SGD(m.parameters(), lr=0.1), 1)
     assert "hessian/precond_lambda_max" not in plain  # one learning rate: lambda_max is it
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
 def test_coupled_weight_decay_counts_and_decoupled_does_not(decoupled):
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-    model, optimizer = trained(lambda m: cls(m.parameters(), lr=0.1, betas=(0.9, 0.99),
-                                             weight_decay=0.3), 3)
+    model, metrics = trained(lambda m: cls(m.parameters(), lr=0.1, betas=(0.9, 0.99),
+                                           weight_decay=0.3), 3)
     w, p = adam_by_hand(3, wd=0.3, decoupled=decoupled)
     assert [model.a.item(), model.b.item()] == pytest.approx(w)
     # Coupled L2 is in the gradient Adam preconditions: S (H + wd); decoupled decay is not.
     shift = 0.0 if decoupled else 0.3
     expected = max((H[i] + shift) / p[i] for i in range(2))
-    assert measured(model, optimizer)["hessian/precond_lambda_max"] == pytest.approx(expected)
+    assert metrics["hessian/precond_lambda_max"] == pytest.approx(expected)
 
 
 def test_groups_that_differ_in_momentum_have_no_threshold():

@@ -2,14 +2,15 @@
 embedding-spectrum measurement (against brute force), the small-init theory (against simulated
 encoders), the detector, a tiny run end to end, and the shipped sweep (slow)."""
 
+import copy
 import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import fit_with
 from typer.testing import CliRunner
 
 from dynamics_lab.config import build_config
@@ -18,10 +19,11 @@ from dynamics_lab.measure.embedding_spectrum import EmbeddingSpectrum
 from dynamics_lab.models.linear_encoder import LinearEncoder, LinearEncoderConfig
 from dynamics_lab.phenomena import detect
 from dynamics_lab.phenomena.stepwise_ssl import initial_strength, ssl_half_times
-from dynamics_lab.schema import ConfigError, validate_section
+from dynamics_lab.schema import ConfigError, OptimConfig, validate_section
 from dynamics_lab.tasks.augmented_pairs import AugmentedPairs, AugmentedPairsConfig
 from dynamics_lab.tracking.metrics import read_metrics
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.module import DynamicsModule
 from dynamics_lab.train.runner import execute
 
 GAMMA = [1.0, 0.5, 0.25, 0.125, 0.0625]
@@ -104,9 +106,9 @@ def test_embedding_spectrum_matches_brute_force():
     x, y = t.build()["train"]
     torch.manual_seed(1)
     model = LinearEncoder(LinearEncoderConfig(init_scale=1.0), t.spec)
-    callback = EmbeddingSpectrum(every=1, probe=(x, y))
-    trainer = SimpleNamespace(global_step=0, datamodule=t, callbacks=[callback], loggers=[])
-    metrics = callback.run(trainer, SimpleNamespace(model=model))
+    # Step 0 of a real one-step fit of a copy: the row measures `model`, left as it is.
+    module = DynamicsModule(copy.deepcopy(model), t.spec.loss, OptimConfig(), log_every=1)
+    metrics = fit_with([EmbeddingSpectrum(every=1, probe=(x, y))], module, t).rows[0]
     W = model.weight.detach().double()
     z = x.double() @ W.T
     C = (z[:, 0].T @ z[:, 1] + z[:, 1].T @ z[:, 0]).numpy() / (2 * len(x))

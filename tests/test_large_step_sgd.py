@@ -2,14 +2,15 @@
 task, the activation-sparsity measurement (against brute force and the paper's own de-duplication
 loop), the per-run detector, the sweep's comparison of step sizes, and the shipped sweep (slow)."""
 
+import copy
 import json
-from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import Batches, ListLogger, fit_with
 from torch import nn
 from typer.testing import CliRunner
 
@@ -32,16 +33,6 @@ def test_lr_schedule_warms_up_then_decays():
     assert not OptimConfig(name="sgd", lr=0.4).scheduled
 
 
-class Memory:
-    """Logger stand-in that keeps every row."""
-
-    def __init__(self):
-        self.rows = []
-
-    def log_metrics(self, metrics, step):
-        self.rows.append((step, dict(metrics)))
-
-
 def test_module_trains_with_the_scheduled_step_sizes():
     torch.manual_seed(0)
     x, y = torch.randn(8, 3), torch.randn(8, 1)
@@ -49,10 +40,9 @@ def test_module_trains_with_the_scheduled_step_sizes():
     reference = [p.detach().clone() for p in net.parameters()]
     config = OptimConfig(name="sgd", lr=0.3, warmup_steps=3, decay_steps=[5], decay_factor=0.1)
     module = DynamicsModule(net, "squared", config, log_every=1)
-    memory = Memory()
-    module.log_metrics = lambda metrics: memory.log_metrics(metrics, module.global_step)
+    logger = ListLogger()
     loader = ResidentBatches(x, y, batch_size=None, seed=0)  # the full batch, every step
-    trainer = L.Trainer(max_steps=8, logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_steps=8, logger=logger, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(module, train_dataloaders=loader)
@@ -64,7 +54,7 @@ def test_module_trains_with_the_scheduled_step_sizes():
             w = [(p - config.lr_at(step) * g).requires_grad_() for p, g in zip(w, grads)]
     for mine, theirs in zip(net.parameters(), w):
         assert torch.allclose(mine, theirs, atol=1e-6)
-    logged = {step: row["train/lr"] for step, row in memory.rows if "train/lr" in row}
+    logged = {step: row["train/lr"] for step, row in logger.rows.items() if "train/lr" in row}
     assert logged[0] == pytest.approx(0.1) and logged[5] == pytest.approx(0.03)
 
 
@@ -118,9 +108,10 @@ def test_activation_sparsity_matches_brute_force():
     with torch.no_grad():
         model[0].bias[:2] = -100.0  # two units of the first layer never fire
     x = torch.randn(30, 3)
-    callback = ActivationSparsity(every=1, probe=(x, torch.zeros(30, 1)))
-    trainer = SimpleNamespace(global_step=0, callbacks=[callback], loggers=[])
-    metrics = callback.run(trainer, SimpleNamespace(model=model))
+    # Step 0 of a real one-step fit of a copy: the row measures `model`, left as it is.
+    probe = (x, torch.zeros(30, 1))
+    module = DynamicsModule(copy.deepcopy(model), "squared", OptimConfig(), log_every=1)
+    metrics = fit_with([ActivationSparsity(every=1, probe=probe)], module, Batches(*probe)).rows[0]
     h1 = torch.relu(model[0](x)).detach()
     h2 = torch.relu(model[2](h1)).detach()
     for name, h in (("1", h1), ("3", h2)):

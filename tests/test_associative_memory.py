@@ -1,12 +1,13 @@
 """Associative memories: the Zipf task, the memory model and closed-form estimators, the recall
 callback (hand-checked), the power-law fit, the scaling_law verdict, and one in-process run."""
 
-from types import SimpleNamespace
+import copy
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import Batches, fit_with
 
 from dynamics_lab.config import build_config
 from dynamics_lab.measure.memory_recall import MemoryRecall, rank_buckets
@@ -20,12 +21,15 @@ from dynamics_lab.models.memory import (
 )
 from dynamics_lab.phenomena import detect
 from dynamics_lab.phenomena.scaling_law import fit_power_law, scaling_fits, theory_exponent
+from dynamics_lab.schema import OptimConfig
 from dynamics_lab.tasks.associative_memory import (
     AssociativeMemoryTask,
     AssociativeMemoryTaskConfig,
     zipf_probabilities,
 )
+from dynamics_lab.tasks.base import TaskSpec
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.module import DynamicsModule
 from dynamics_lab.train.runner import execute
 
 # -- task -------------------------------------------------------------------------------------
@@ -101,7 +105,7 @@ def tiny_memory(stored):
     """10 tokens with orthonormal embeddings and 3 classes; W stores exactly `stored`."""
     n, targets = 10, torch.tensor([1, 2, 1, 2, 1, 2, 1, 2, 1, 2])  # never class 0 = argmax of 0
     p = zipf_probabilities(n, 1.0)
-    spec = SimpleNamespace(n_tokens=n, n_outputs=3, input_shape=(1,))
+    spec = TaskSpec(input_shape=(1,), n_outputs=3, loss="cross_entropy", n_tokens=n)
     model = AssociativeMemory(AssociativeMemoryConfig(dim=n), spec)
     model.input_embeddings.copy_(torch.eye(n))
     model.output_embeddings.copy_(torch.eye(3, n))
@@ -117,10 +121,13 @@ def tiny_memory(stored):
 def test_recall_buckets_and_population_error_by_hand():
     model, targets, p, population = tiny_memory([0, 1, 2, 5])
     counts = torch.tensor([9.0, 4, 0, 2, 0, 0, 1, 0, 0, 0])  # seen: 0, 1, 3, 6
-    datamodule = SimpleNamespace(population=lambda: population, counts=lambda: counts)
+    tokens = population[0]
+    datamodule = Batches(tokens, targets, population=lambda: population, counts=lambda: counts)
     callback = MemoryRecall(every=1, n_buckets=2, estimators=["seen", "top_k", "frequency"],
                             capacity=0.2)
-    metrics = callback.measure(SimpleNamespace(datamodule=datamodule), None, model)
+    # Step 0 of a real one-step fit of a copy: the row measures the memory as stored.
+    module = DynamicsModule(copy.deepcopy(model), "cross_entropy", OptimConfig(), log_every=1)
+    metrics = fit_with([callback], module, datamodule).rows[0]
     assert rank_buckets(10, 2) == [(1, 2), (3, 10)]
     assert metrics["memory/recall_1-2"] == 1.0
     assert metrics["memory/recall_3-10"] == pytest.approx(2 / 8)  # tokens 2 and 5 of 2..9

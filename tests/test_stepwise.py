@@ -1,13 +1,14 @@
 """Stepwise learning: the low-rank task, the deep linear model, the modes callback, the theory, the
 loss-curve staircase detector and the spectral verdict (both outcomes), end to end in-process."""
 
+import copy
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import Batches, fit_with
 from torch import nn
 
 from dynamics_lab.config import build_config
@@ -15,9 +16,11 @@ from dynamics_lab.measure.modes import Modes, end_to_end
 from dynamics_lab.models.linear import DeepLinear, DeepLinearConfig
 from dynamics_lab.phenomena import detect
 from dynamics_lab.phenomena.stepwise import initial_strength, loss_steps, theory_half_times
+from dynamics_lab.schema import OptimConfig
 from dynamics_lab.tasks.low_rank_regression import LowRankRegression, LowRankRegressionConfig
 from dynamics_lab.tracking.metrics import read_metrics
 from dynamics_lab.tracking.rundir import RunDir
+from dynamics_lab.train.module import DynamicsModule
 from dynamics_lab.train.runner import execute
 
 S = [3.0, 1.0, 0.3]
@@ -77,11 +80,17 @@ def test_deep_linear_init_scale_is_the_per_mode_gain():
 # -- modes callback ---------------------------------------------------------------------------
 
 
+def measured(callback, model, datamodule):
+    """Step 0 of a real one-step fit of a copy of `model`: the row measures `model` itself."""
+    module = DynamicsModule(copy.deepcopy(model), "squared", OptimConfig(), log_every=1)
+    return fit_with([callback], module, datamodule).rows[0]
+
+
 def test_modes_callback_logs_hand_computed_projections():
     task = LowRankRegression(LowRankRegressionConfig(in_dim=5, out_dim=4, singular_values=[2, 1]))
     torch.manual_seed(1)
     model = DeepLinear(DeepLinearConfig(depth=2, width=3, init_scale=1.0), task.spec)
-    metrics = Modes(every=1).measure(SimpleNamespace(datamodule=task), None, model)
+    metrics = measured(Modes(every=1), model, task)
     W = (model.layers[1].weight @ model.layers[0].weight).detach().double()
     U, _, V = task.teacher
     for i in range(2):
@@ -95,8 +104,10 @@ def test_modes_callback_logs_hand_computed_projections():
 def test_end_to_end_falls_back_to_the_product_of_linear_layers():
     net = nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False))
     assert torch.allclose(end_to_end(net), net[1].weight @ net[0].weight)
-    metrics = Modes(every=1, n_singular=2).measure(SimpleNamespace(datamodule=None), None, net)
-    assert set(metrics) == {"modes/sv_0", "modes/sv_1"}  # no teacher, no strengths
+    data = Batches(torch.randn(4, 3), torch.randn(4, 2))  # a user's datamodule: no teacher
+    metrics = measured(Modes(every=1, n_singular=2), net, data)
+    measured_keys = {k for k in metrics if k.startswith("modes/")}  # beside the batch loss
+    assert measured_keys == {"modes/sv_0", "modes/sv_1"}  # no teacher, no strengths
 
 
 # -- theory -----------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """The lazy baseline (measure/kernel_baseline.py): kernel regression with the initial NTK, against
 the pseudo-inverse by hand and against gradient descent run to convergence on a linear model."""
 
-from types import SimpleNamespace
+import copy
 
 import numpy as np
 import pytest
 import torch
-from conftest import ListLogger
+from conftest import Batches, fit_with
 from torch import nn
 
 from dynamics_lab.losses import squared
@@ -27,14 +27,19 @@ def test_kernel_regression_is_the_pseudo_inverse_solution():
     assert rank == 4
 
 
-def run_baseline(model, train, test):
-    logger = ListLogger()
-    task = SimpleNamespace(splits={"train": train, "val": test})
-    trainer = SimpleNamespace(global_step=0, loggers=[logger], datamodule=task)
+def kernel_rows(model, data, **fit):
+    """The kernel/ metrics of each step of a real fit of `model` on `data` with KernelBaseline
+    (beside them the module logs its batch loss)."""
     module = DynamicsModule(model, "squared", OptimConfig(), log_every=1)
-    callback = KernelBaseline()
-    callback.run(trainer, module)
-    return callback, trainer, module, logger.rows[0]
+    rows = fit_with([KernelBaseline(every=1)], module, data, **fit).rows
+    return {step: {k: v for k, v in row.items() if k.startswith("kernel/")}
+            for step, row in rows.items()}
+
+
+def run_baseline(model, train, test):
+    """Step 0 of a real one-step fit of a copy of `model`: the baseline from `model` itself."""
+    data = Batches(*train, splits={"train": train, "val": test})
+    return kernel_rows(copy.deepcopy(model), data)[0]
 
 
 def test_a_linear_model_baseline_is_where_gradient_descent_converges():
@@ -45,7 +50,7 @@ def test_a_linear_model_baseline_is_where_gradient_descent_converges():
     w_true = torch.randn(20, 1, generator=g)
     train, test = (x, x @ w_true), (xt, xt @ w_true)
     model = nn.Linear(20, 1, bias=False)
-    callback, _, _, row = run_baseline(model, train, test)
+    row = run_baseline(model, train, test)
     assert row["kernel/lazy_rank"] == 8
     assert row["kernel/lazy_train_loss"] == pytest.approx(0.0, abs=1e-10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
@@ -59,23 +64,20 @@ def test_a_linear_model_baseline_is_where_gradient_descent_converges():
     assert row["kernel/lazy_test_loss"] > 0.1  # 8 points cannot pin 20 weights down
 
 
-def test_measured_once_and_remembered_across_a_resume():
+def test_measured_once_and_remembered_across_a_resume(tmp_path):
     x = torch.randn(6, 3)
-    callback, trainer, module, first = run_baseline(nn.Linear(3, 1), (x, x[:, :1]),
-                                                    (x, x[:, :1]))
-    assert set(first) == {"kernel/lazy_test_loss", "kernel/lazy_train_loss", "kernel/lazy_rank"}
-    trainer.global_step = 10
-    assert callback.record(trainer, module) == {}
-    restored = KernelBaseline()
-    restored.load_state_dict(callback.state_dict())
-    assert restored.record(trainer, module) == {}
+    data = Batches(x, x[:, :1], splits={"train": (x, x[:, :1]), "val": (x, x[:, :1])})
+    checkpoint = tmp_path / "last.ckpt"
+    first = kernel_rows(nn.Linear(3, 1), data, max_steps=3, save_to=checkpoint)
+    assert set(first[0]) == {"kernel/lazy_test_loss", "kernel/lazy_train_loss",
+                             "kernel/lazy_rank"}
+    assert sorted(first) == [0, 1, 2, 3] and not any(first[t] for t in (1, 2, 3))
+    resumed = kernel_rows(nn.Linear(3, 1), data, max_steps=6, ckpt_path=checkpoint)
+    # Steps 3 (its batch loss) to 6 logged again, the baseline never.
+    assert sorted(resumed) == [3, 4, 5, 6] and not any(resumed.values())
 
 
 def test_a_task_without_splits_or_a_multi_output_network_logs_nothing():
-    logger = ListLogger()
-    trainer = SimpleNamespace(global_step=0, loggers=[logger], datamodule=SimpleNamespace())
-    module = DynamicsModule(nn.Linear(3, 1), "squared", OptimConfig(), log_every=1)
-    assert KernelBaseline().run(trainer, module) == {}
     x = torch.randn(6, 3)
-    _, _, _, row = run_baseline(nn.Linear(3, 2), (x, x[:, :2]), (x, x[:, :2]))
-    assert row == {}
+    assert not any(kernel_rows(nn.Linear(3, 1), Batches(x, x[:, :1])).values())
+    assert run_baseline(nn.Linear(3, 2), (x, x[:, :2]), (x, x[:, :2])) == {}

@@ -1,15 +1,15 @@
 """XOR find-then-tune (Glasgow 2023): the signal-alignment measurement against hand computations,
 the growth-exponent fit, the shipped config in a short run, and (slow) the shipped sweep."""
 
+import copy
 import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ListLogger
+from conftest import Batches, fit_with
 from torch import nn
 
 from dynamics_lab.config import load_experiment
@@ -37,12 +37,13 @@ def two_layer(W, a) -> nn.Sequential:
 
 
 def measured(model, relevant, **kwargs):
-    logger = ListLogger()
-    task = SimpleNamespace(relevant=relevant)
-    trainer = SimpleNamespace(global_step=0, loggers=[logger], datamodule=task)
-    module = DynamicsModule(model, "logistic", OptimConfig(), log_every=1)
-    SignalAlignment(**kwargs).run(trainer, module)
-    return logger.rows[0]
+    """Step 0 of a real one-step fit of a copy of `model` on +-1 inputs labelled by the
+    parity of `relevant`, a user's datamodule that has `relevant`: the row measures `model`."""
+    x = torch.randint(0, 2, (16, model[0].in_features), generator=torch.Generator().manual_seed(0))
+    x = 2.0 * x - 1
+    data = Batches(x, x[:, relevant].prod(dim=1), relevant=relevant)
+    module = DynamicsModule(copy.deepcopy(model), "logistic", OptimConfig(), log_every=1)
+    return fit_with([SignalAlignment(**kwargs)], module, data).rows[0]
 
 
 def test_alignment_matches_a_neuron_by_neuron_computation():

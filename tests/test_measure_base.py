@@ -215,21 +215,37 @@ def test_log_spaced_with_also_every_is_dense_early_and_regular_later():
 def test_a_measurement_refuses_a_task_that_does_not_offer_what_it_needs_in_one_line():
     from types import SimpleNamespace
 
+    from conftest import fit_with
+
     from dynamics_lab.measure.modes import Modes
     from dynamics_lab.measure.signal_alignment import SignalAlignment
     from dynamics_lab.registry import TASKS
+    from dynamics_lab.schema import OptimConfig
     from dynamics_lab.tasks import TensorTask
+    from dynamics_lab.train.module import DynamicsModule
 
-    def task(name):
-        return SimpleNamespace(datamodule=TASKS.build(TASKS.get(name).Config()))
+    def built(name):
+        return TASKS.build(TASKS.get(name).Config())
 
-    with pytest.raises(ValueError) as refused:
-        SignalAlignment().on_fit_start(task("teacher_regression"), None)
+    def fit(callback, task):
+        """A real one-step fit of a small MLP on `task`; the measurement's row of step 0."""
+        width = task.spec.input_shape[0]
+        model = nn.Sequential(nn.Linear(width, 8), nn.ReLU(), nn.Linear(8, 1))
+        module = DynamicsModule(model, task.spec.loss, OptimConfig(), log_every=1)
+        return fit_with([callback], module, task).rows[0]
+
+    with pytest.raises(ValueError) as refused:  # at fit start, before any step
+        fit(SignalAlignment(), built("teacher_regression"))
     assert str(refused.value) == (
         "measurement 'signal' needs the task to offer `relevant`; task 'teacher_regression' "
         "does not (it offers: probe_batch, splits)")
-    SignalAlignment().on_fit_start(task("parity"), None)  # parity offers its relevant set
-    SignalAlignment(relevant=[0, 1]).on_fit_start(task("teacher_regression"), None)
+    assert "signal/alignment" in fit(SignalAlignment(), built("parity"))  # offers its relevant
+    assert "signal/alignment" in fit(SignalAlignment(relevant=[0, 1]),
+                                     built("teacher_regression"))
+
+    def task(name):  # a stand-in: teacher_of reads only the trainer's datamodule, no hook
+        return SimpleNamespace(datamodule=built(name))
+
     # teacher_regression's teacher(x, g) method shares the name but is no offer of a teacher.
     assert Modes().teacher_of(task("teacher_regression")) is None
     assert len(Modes().teacher_of(task("low_rank_regression"))) == 3

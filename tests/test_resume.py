@@ -101,6 +101,8 @@ def test_random_state_round_trips_through_a_checkpoint():
     assert first[2] == again[2]
 
 
+# A stand-in checkpoint: start_point reads only its global_step (real ones: the SIGKILL and
+# float64 tests here, which execute runs).
 def fake_checkpoint(run, step):
     run.checkpoint_dir.mkdir()
     torch.save({"global_step": step}, run.last_checkpoint)

@@ -41,6 +41,7 @@ def train(callback, max_steps, step_s, clock, metrics=None, start=0):
 
     A stand-in trainer, so the clock can advance by `step_s` at every step; the real Trainer's
     path (fused blocks, one batch end per block) is test_a_real_fused_run_reports_each_block."""
+    # A stand-in: the clock advances per step, up to 100 000 steps (half a minute in a Trainer).
     trainer = SimpleNamespace(max_steps=max_steps, global_step=start, callback_metrics={},
                               loggers=[SimpleNamespace(latest=metrics or {})])
     callback.on_train_start(trainer, None)

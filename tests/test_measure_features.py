@@ -2,12 +2,11 @@
 
 import copy
 import math
-from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
-from conftest import ListLogger, fit_with
+from conftest import EachStep, ListLogger, fit_with
 from torch import nn
 
 from dynamics_lab.linalg.representations import (
@@ -72,26 +71,31 @@ def test_weight_norms_use_the_applied_weights():
     assert set(hidden_layers(model)) == {"net.1", "net.3"}
 
 
-def test_cka_to_init_is_kept_in_state_and_falls_when_features_change():
+def test_cka_to_init_is_kept_in_state_and_falls_when_features_change(tmp_path):
     task = Polynomial(PolynomialConfig(dim=5, n_train=30))
     torch.manual_seed(0)
     model = MLP(MLPConfig(width=12), task.spec)
-    row, callback = measure_once(model, task, probe_size=30)
-    state = callback.state_dict()
-    restored = FeatureMetrics(probe_size=30)
-    restored.load_state_dict(state)
+    callback = FeatureMetrics(probe_size=30, every=1)
+    checkpoint = tmp_path / "first.ckpt"
+    module = DynamicsModule(model, task.spec.loss, OptimConfig(), log_every=1)
+    fit_with([callback], module, task, save_to=checkpoint)
+
+    def new_features(step):  # after the resumed run's step, before its measurement
+        if step == 2:
+            with torch.no_grad():
+                model.net[0].weight.copy_(torch.randn_like(model.net[0].weight))
+
+    # A fresh callback resumed by Lightning from the checkpoint keeps the initial features.
+    restored = FeatureMetrics(probe_size=30, every=1)
+    logger = fit_with([EachStep(new_features), restored],
+                      module, task, max_steps=2, ckpt_path=checkpoint)
     torch.testing.assert_close(restored.representations_init["net.1"],
                                callback.representations_init["net.1"])
-    with torch.no_grad():
-        model.net[0].weight.copy_(torch.randn_like(model.net[0].weight))
-    logger = ListLogger()
-    restored.run(SimpleNamespace(global_step=5, loggers=[logger], datamodule=task),
-                 DynamicsModule(model, "squared", OptimConfig()))
     x = task.probe_batch(30)[0]
     rep = torch.relu(model.net[0](x)).detach()
     expected = linear_cka(callback.representations_init["net.1"], rep)
-    assert logger.rows[5]["features/cka_init/net.1"] == pytest.approx(float(expected), rel=1e-5)
-    assert logger.rows[5]["features/cka_init/net.1"] < 0.99
+    assert logger.rows[2]["features/cka_init/net.1"] == pytest.approx(float(expected), rel=1e-5)
+    assert logger.rows[2]["features/cka_init/net.1"] < 0.99
 
 
 @pytest.mark.parametrize("embed_dim", [4, None])

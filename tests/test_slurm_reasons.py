@@ -110,6 +110,7 @@ def test_waiting_ends_when_the_queue_lets_go_and_names_silent_ends(tmp_path, squ
     squeue("9_0|TIMEOUT|TimeLimit\n9_1|COMPLETED|None\n")
     silent = make_run(tmp_path / "silent", status=Status.RUNNING, pid=1, _t0=0.0)
     finished = make_run(tmp_path / "finished", status=Status.COMPLETED)
+    # Stand-in submitit jobs: wait() reads only their id and stderr path, no Slurm needed.
     jobs = [SimpleNamespace(job_id=f"9_{i}", paths=SimpleNamespace(stderr=tmp_path / "none"))
             for i in range(2)]
     statuses = wait(jobs, [[silent.path], [finished.path]], "slurm")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import Batches, Held, fit_with
 from typer.testing import CliRunner
 
 from dynamics_lab.config import load_experiment
@@ -63,11 +64,8 @@ def test_sharpness_callback_equals_the_dense_hessian_top_eigenvalue():
     net = model(curvature=1.0)
     x, y = torch.randn(8, 6, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
     top = float(torch.linalg.eigvalsh(dense_hessian(net, squared, (x, y)))[-1])
-
-    class Stub:
-        global_step, callbacks, loggers, optimizers = 0, [], [], []
-
-    measured = HessianSpectrum(probe=(x, y), loss_fn=squared, tol=1e-8).run(Stub(), net)
+    callback = HessianSpectrum(probe=(x, y), loss_fn=squared, tol=1e-8)
+    measured = fit_with([callback], Held(net, squared), Batches(x, y)).rows[0]  # step 0
     assert measured["hessian/lambda_max"] == pytest.approx(top, rel=1e-6)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import Batches, Held, fit_with
 from typer.testing import CliRunner
 
 from dynamics_lab.config import load_experiment
@@ -132,18 +133,15 @@ def test_callback_measures_a_float32_model_in_float64_and_leaves_it_alone():
     model, x, y = linear_net([6, 8, 8, 3], 32, dtype=torch.float32)
     before = [p.detach().clone() for p in model.parameters()]
     callback = HessianRank(method="dense", probe=(x, y), loss_fn=squared)
-
-    class Stub:
-        global_step, callbacks, loggers = 0, [], []
-
-    metrics = callback.run(Stub(), model)
+    metrics = fit_with([callback], Held(model, squared), Batches(x, y)).rows[0]  # step 0
     net = LinearNetwork((6, 8, 8, 3), 6)
     assert metrics["hessian_rank/rank"] == net.hessian_rank
     assert metrics["hessian_rank/outer_rank"] == net.outer_rank
     assert metrics["hessian_rank/n_params"] == net.n_params and metrics["hessian_rank/exact"] == 1
     assert metrics["hessian_rank/largest_dropped"] < 1e-12 < 1e-6 < metrics[
         "hessian_rank/smallest_kept"]
-    slq = HessianRank(method="slq", probe=(x, y), loss_fn=squared).run(Stub(), model)
+    slq = fit_with([HessianRank(method="slq", probe=(x, y), loss_fn=squared)],
+                   Held(model, squared), Batches(x, y)).rows[0]
     assert slq["hessian_rank/exact"] == 0 and "hessian_rank/outer_rank" not in slq
     assert abs(slq["hessian_rank/rank"] - net.hessian_rank) < 0.1 * net.hessian_rank
     assert all(p.dtype == torch.float32 and torch.equal(p, b)

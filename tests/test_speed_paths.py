@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import lightning as L
 import pytest
@@ -191,15 +192,19 @@ class Observer(EveryBatch):
         return step % 13 == 0
 
 
-def test_callbacks_that_watch_every_step_still_see_every_step(tmp_path):
+def test_callbacks_that_watch_every_step_still_see_every_step_and_say_why(tmp_path):
     hooked = AfterBackward()
-    _, module, _ = fit(tiny(), tmp_path / "hooked", [hooked])
+    with pytest.warns(UserWarning, match="AfterBackward watches every backward pass"):
+        _, module, _ = fit(tiny(), tmp_path / "hooked", [hooked])
     assert hooked.calls == STEPS and module.lightning_steps == STEPS
     blind = EveryBatch()
-    fit(tiny(), tmp_path / "blind", [blind])
+    with pytest.warns(UserWarning, match="EveryBatch has per-batch hooks but no observes"):
+        fit(tiny(), tmp_path / "blind", [blind])
     assert blind.steps == list(range(1, STEPS + 1))
     observer = Observer()
-    _, module, _ = fit(tiny(), tmp_path / "observer", [observer])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # it says when it looks: steps fuse, quietly
+        _, module, _ = fit(tiny(), tmp_path / "observer", [observer])
     boundaries = {s for s in range(1, STEPS + 1) if s % 13 == 0 or s % 20 == 0}
     assert set(observer.steps) == boundaries and module.lightning_steps == len(boundaries)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -74,6 +75,21 @@ def schedule_steps(schedule: Callable[[int], bool], horizon: int) -> Callable[[i
     return scanning(schedule, horizon)
 
 
+def fusing_off(watching: list[str], module_hooks: list[str], blind: list[str]) -> str | None:
+    """Why every step is its own Lightning step (None when nothing forces it), in one line."""
+    if watching:
+        return (f"one optimizer step per Lightning step: {', '.join(watching)} watches every "
+                "backward pass or optimizer step")
+    if module_hooks:
+        return (f"one optimizer step per Lightning step: the module overrides "
+                f"{', '.join(module_hooks)}")
+    if blind:
+        return (f"one optimizer step per Lightning step: {', '.join(blind)} has per-batch hooks "
+                "but no observes(step); define observes(step) -> bool (the steps after which "
+                "it must see the trainer) to let steps fuse")
+    return None
+
+
 class StepPlan:
     """How many optimizer steps the Lightning step starting at a given step may run, read once
     from the trainer (its validation interval, max_steps and callbacks) at the start of fit."""
@@ -82,14 +98,19 @@ class StepPlan:
         self.trainer, callbacks = trainer, trainer.callbacks
         measurement = measurement_types()[:1]
         module = trainer.lightning_module
-        self.hooked = any(overrides(cb, UPDATE_HOOKS) for cb in callbacks) or any(
-            getattr(type(module), h) is not getattr(L.LightningModule, h)
-            for h in UPDATE_HOOKS if h != "on_before_optimizer_step")  # that one is called here
-        blind = any(overrides(cb, BATCH_HOOKS) and not isinstance(cb, QUIET)
-                    and not hasattr(cb, "observes") for cb in callbacks
-                    if not isinstance(cb, (*measurement, StepCheckpoint)))
+        watching = [type(cb).__name__ for cb in callbacks if overrides(cb, UPDATE_HOOKS)]
+        module_hooks = [h for h in UPDATE_HOOKS if h != "on_before_optimizer_step"  # called here
+                        and getattr(type(module), h) is not getattr(L.LightningModule, h)]
+        self.hooked = bool(watching or module_hooks)
+        blind = [type(cb).__name__ for cb in callbacks
+                 if overrides(cb, BATCH_HOOKS) and not isinstance(cb, QUIET)
+                 and not hasattr(cb, "observes")
+                 and not isinstance(cb, (*measurement, StepCheckpoint))]
         finite_epoch = trainer.num_training_batches != math.inf
         self.max_fused = 1 if self.hooked or blind or finite_epoch else max_fused
+        self.reason = fusing_off(watching, module_hooks, blind) if max_fused > 1 else None
+        if self.reason:
+            warnings.warn(self.reason, stacklevel=2)
         self.max_steps = trainer.max_steps if trainer.max_steps >= 0 else math.inf
         self.next_due: list[Callable[[int], int]] = []
         interval = trainer.val_check_batch

@@ -21,6 +21,7 @@ from dynamics_lab.models.memory import (
 )
 from dynamics_lab.phenomena import detect
 from dynamics_lab.phenomena.scaling_law import fit_power_law, scaling_fits, theory_exponent
+from dynamics_lab.phenomena.scaling_law.fits import AXES, error_column
 from dynamics_lab.schema import OptimConfig
 from dynamics_lab.tasks.associative_memory import (
     AssociativeMemoryTask,
@@ -195,10 +196,11 @@ def test_theory_exponents():
 
 
 def test_sweep_fit_uses_the_right_slices_and_windows():
-    # The worse bottleneck wins: d^-1 (memory) or 10 T^-1/2 (data).
     # The worse bottleneck wins: d^-1 (memory) or 10 T^-1/2 (data); 2% multiplicative noise.
+    # Columns as the run table names them (verdict fields).
     rng = np.random.default_rng(1)
-    rows = [dict(d=d, T=T, error_top_k=max(d ** -1.0, 10 * T ** -0.5) * rng.lognormal(0, 0.02))
+    rows = [{AXES["d"]: d, AXES["T"]: T,
+             error_column("top_k"): max(d ** -1.0, 10 * T ** -0.5) * rng.lognormal(0, 0.02)}
             for d in (32, 64, 128, 256, 512) for T in (256, 1024, 4096, 16384, 65536, 2 ** 40)]
     fits = scaling_fits(pd.DataFrame(rows), alpha=2.0, fit_T=(256, 65536)).set_index("axis")
     assert fits.loc["d", "exponent"] == pytest.approx(1.0, abs=0.03) and fits.loc["d", "n"] == 5

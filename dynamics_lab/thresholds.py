@@ -10,11 +10,16 @@ detector from a run's config.
 
 from __future__ import annotations
 
+import math
+
 
 def stability_threshold(lr: float, *, adam_beta1: float | None = None, momentum: float = 0.0,
                         nesterov: bool = False, dampening: float = 0.0) -> float:
     """The threshold of a step of size `lr`: Adam's when `adam_beta1` is given, else SGD's with
-    the given momentum (0 for plain gradient descent)."""
+    the given momentum (0 for plain gradient descent). A step that moves nothing (lr 0, or
+    a momentum buffer that takes no gradient) is stable at any sharpness: inf."""
+    if lr <= 0 or (adam_beta1 is None and momentum and not nesterov and dampening >= 1):
+        return math.inf
     if adam_beta1 is not None:
         return (2 + 2 * adam_beta1) / ((1 - adam_beta1) * lr)
     if momentum == 0:

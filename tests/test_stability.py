@@ -179,3 +179,14 @@ def test_the_config_and_the_optimizer_give_the_same_threshold(optim):
     else:
         built = torch.optim.SGD(params, lr=optim["lr"], momentum=optim.get("momentum", 0.0))
     assert threshold_of(built) == threshold_from_config({"optim": optim})
+
+
+def test_a_step_that_moves_nothing_is_stable_at_any_sharpness():
+    import math
+
+    from dynamics_lab.thresholds import stability_threshold
+
+    assert stability_threshold(0.0) == math.inf  # lr 0 (a frozen phase, a probe run)
+    assert stability_threshold(0.0, adam_beta1=0.9) == math.inf
+    assert stability_threshold(0.1, momentum=0.9, dampening=1.0) == math.inf
+    assert stability_threshold(0.1) == 20.0

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import Batches, Held, fit_with
 from torch import nn
 
 from dynamics_lab.linalg.hessian_rank import flat_function
@@ -211,13 +212,13 @@ def test_refuses_a_random_or_batch_coupled_forward(layer):
     net = nn.Sequential(nn.Linear(3, 4), layer, nn.Tanh(), nn.Linear(4, 1)).double()
     x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
 
-    class Stub:
-        global_step, callbacks, loggers, optimizers = 0, [], [], []
-
     with pytest.raises(ValueError, match="deterministic per-example forward"):
-        SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), net)
+        fit_with([SecondOrderModes(probe=(x, y), loss_fn=squared)], Held(net, squared),
+                 Batches(x, y))
     net.eval()  # the same layers in eval mode are deterministic and per-example
-    SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), net)
+    rows = fit_with([SecondOrderModes(probe=(x, y), loss_fn=squared)], Held(net, squared),
+                    Batches(x, y)).rows
+    assert rows[0]["second_order/ntk_lambda"] > 0
 
 
 def test_refuses_noise_inside_forward():
@@ -229,12 +230,10 @@ def test_refuses_noise_inside_forward():
         def forward(self, x):
             return self.layer(x) + 0.01 * torch.randn(len(x), 1, dtype=x.dtype)
 
-    class Stub:
-        global_step, callbacks, loggers, optimizers = 0, [], [], []
-
     x, y = torch.randn(8, 3), torch.randn(8, 1)
     with pytest.raises(ValueError, match="deterministic forward"):
-        SecondOrderModes(probe=(x, y), loss_fn=squared).on_fit_start(Stub(), Noisy())
+        fit_with([SecondOrderModes(probe=(x, y), loss_fn=squared)], Held(Noisy(), squared),
+                 Batches(x, y))
 
 
 def test_previous_mode_round_trips_through_the_state_dict():

@@ -55,7 +55,7 @@ from dynamics_lab.linalg.lanczos import LanczosResult, lanczos, warm_start
 from dynamics_lab.linalg.spectrum import hutchinson_trace, spectral_density
 from dynamics_lab.linalg.tracker import TrackResult, track
 from dynamics_lab.measure.base import Measurement, MeasurementConfig
-from dynamics_lab.measure.stability import stability, threshold_of, unwrap
+from dynamics_lab.measure.stability import preconditioned, stability, threshold_of, unwrap
 from dynamics_lab.metric_names import Hessian
 from dynamics_lab.registry import MEASUREMENTS
 
@@ -265,23 +265,11 @@ class HessianSpectrum(Measurement):
             return metrics
         metrics[Hessian.THRESHOLD] = found.threshold
         if self.config.preconditioned and found.scale is not None:
-            root = found.scale.to(hvp.device, hvp.dtype).sqrt()
-            l2 = None if found.l2 is None else found.l2.to(hvp.device, hvp.dtype)
-
-            def operator(u: Tensor) -> Tensor:  # S^1/2 (H + L2) S^1/2: the spectrum of S (H + L2)
-                w = root * u
-                return root * (hvp(w) if l2 is None else hvp(w) + l2 * w)
-
             if self.config.solver == "track":
-                plain = self._matmat(hvp)
-                r, l2c = root.reshape(-1, 1), None if l2 is None else l2.reshape(-1, 1)
-
-                def block_operator(u: Tensor) -> Tensor:
-                    w = r * u
-                    return r * (plain(w) if l2c is None else plain(w) + l2c * w)
-
-                result = self._track("precond", block_operator, hvp, step)
+                operator = preconditioned(found, self._matmat(hvp), hvp.dtype, hvp.device)
+                result = self._track("precond", operator, hvp, step)
             else:
+                operator = preconditioned(found, hvp, hvp.dtype, hvp.device)
                 result = self._lanczos(operator, hvp, self.precond_vectors, step)
                 self.precond_vectors = tracked(result)
             metrics[Hessian.PRECOND_LAMBDA_MAX] = float(result.eigenvalues[0])

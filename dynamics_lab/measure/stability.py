@@ -26,6 +26,7 @@ and is an error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,3 +132,19 @@ def stability(optimizer: Any, params: list[Tensor]) -> Stability | None:
     if not adam and bool((scale == 1).all()) and not bool(l2.any()):
         return Stability(threshold)
     return Stability(threshold, scale, l2 if bool(l2.any()) else None)
+
+
+def preconditioned(found: Stability, apply: Callable[[Tensor], Tensor], dtype: torch.dtype,
+                   device: torch.device) -> Callable[[Tensor], Tensor]:
+    """u -> S^1/2 (H + L2) S^1/2 u, whose spectrum is that of S (H + L2), for a flat vector or
+    a block of columns; `apply` gives H u (or H U) and `found` has S (`scale`)."""
+    root = found.scale.to(device, dtype).sqrt()
+    l2 = None if found.l2 is None else found.l2.to(device, dtype)
+
+    def operator(u: Tensor) -> Tensor:
+        shape = (-1,) if u.dim() == 1 else (-1, 1)
+        r = root.reshape(shape)
+        w = r * u
+        return r * (apply(w) if l2 is None else apply(w) + l2.reshape(shape) * w)
+
+    return operator

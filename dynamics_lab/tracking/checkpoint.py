@@ -79,12 +79,18 @@ TEMP_SUFFIX = ".tmp"
 CHUNK = 1 << 22
 
 
+def temp_beside(path: Path) -> Path:
+    """A fresh temp name in `path`'s directory (so a rename onto `path` stays on one
+    filesystem), which `clear_partial_writes` finds if a writer is killed."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that a reader (or a crash) sees the old file or the new one,
     never a part: a temp file beside it (same directory, so same filesystem: never the $TMPDIR
     a cross-filesystem rename would need to copy from), fsynced, then os.replace. On any error
     the temp file is removed and the old file is untouched."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    tmp = temp_beside(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:

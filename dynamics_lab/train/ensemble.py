@@ -163,8 +163,7 @@ def execute_ensemble(runs: list[RunDir], resume: bool | None = None,
         if first.measure:
             callbacks.append(EnsembleMeasurements(
                 [build_measurements(c) for c in life.configs], tasks, loggers,
-                [str(r.path) for r in runs],
-                lambda step: [module.member_hyper(m) for m in range(module.size)]))
+                [str(r.path) for r in runs]))
         t = first.trainer
         checkpoint = EnsembleCheckpoint(runs, t.checkpoint_every or t.max_steps, t.eval_every,
                                         lambda: life.stop.requested is not None, first.name)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
-from dynamics_lab.tracking.checkpoint import TEMP_SUFFIX, CheckpointError, StepCheckpoint
+from dynamics_lab.tracking.checkpoint import CheckpointError, StepCheckpoint, temp_beside
 from dynamics_lab.tracking.metrics import MetricsError
 from dynamics_lab.tracking.resume import (
     RESUMABLE_KEYS,
@@ -56,7 +55,7 @@ class EnsembleCheckpoint(StepCheckpoint):
 def share(source: Path, target: Path) -> None:
     """`target` becomes the file at `source` (a hard link, else a copy), replaced atomically."""
     target.parent.mkdir(exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    tmp = temp_beside(target)
     try:
         try:
             os.link(source, tmp)

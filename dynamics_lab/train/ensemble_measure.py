@@ -57,13 +57,10 @@ class MemberOperator:
 
 class EnsembleMeasurements(L.Callback):
     """`members[m]` is member m's list of measurement callbacks (built from its own config);
-    `tasks[m]` its datamodule; `loggers[m]` its loggers; `roots[m]` its run dir; `hyper[m]`
-    the optimizer values that are its own (lr, weight_decay)."""
+    `tasks[m]` its datamodule; `loggers[m]` its loggers; `roots[m]` its run dir."""
 
-    def __init__(self, members: list[list], tasks: list, loggers: list[list], roots: list[str],
-                 hyper: Callable[[int], list[dict[str, float]]]):
-        self.members, self.tasks, self.member_loggers = members, tasks, loggers
-        self.roots, self.hyper = roots, hyper
+    def __init__(self, members: list[list], tasks: list, loggers: list[list], roots: list[str]):
+        self.members, self.tasks, self.member_loggers, self.roots = members, tasks, loggers, roots
         self._views: tuple | None = None
 
     def observes(self, step: int) -> bool:
@@ -82,17 +79,17 @@ class EnsembleMeasurements(L.Callback):
             self._views = (key, networks)
         networks = self._views[1]
         stacked = list(params.values())
-        hyper = self.hyper(trainer.global_step)
-        views = []
-        for m, network in enumerate(networks):
-            optimizers = [member_optimizer(_unwrap(opt), stacked, list(network.parameters()),
-                                           m, module.size, hyper[m])
-                          for opt in trainer.optimizers[:1]]
-            member_trainer = MemberTrainer(trainer, loggers=self.member_loggers[m],
-                                           callbacks=self.members[m], datamodule=self.tasks[m],
-                                           root_dir=self.roots[m], optimizers=optimizers)
-            views.append((member_trainer, MemberModule(module, network)))
-        return views
+
+        def optimizers(m: int, network: torch.nn.Module) -> Callable[[], list]:
+            # Built when a measurement reads it: the member's step size and state rows now.
+            return lambda: [member_optimizer(_unwrap(opt), stacked, list(network.parameters()),
+                                             m, module.size, module.member_hyper(m))
+                            for opt in trainer.optimizers[:1]]
+
+        return [(MemberTrainer(trainer, loggers=self.member_loggers[m], callbacks=self.members[m],
+                               datamodule=self.tasks[m], root_dir=self.roots[m],
+                               optimizers=optimizers(m, network)),
+                 MemberModule(module, network)) for m, network in enumerate(networks)]
 
     def _alive(self, module: Any) -> list[int]:
         return [m for m in range(module.size) if not module.diverged[m]]

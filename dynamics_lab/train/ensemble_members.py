@@ -12,6 +12,7 @@ Everything else (global_step, max_steps, sanity_checking, ...) is the ensemble's
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -72,11 +73,16 @@ class MemberTrainer:
     """The Trainer as member m's measurements see it (see the module docstring)."""
 
     def __init__(self, trainer: Any, *, loggers: list, callbacks: list, datamodule: Any,
-                 root_dir: str, optimizers: list):
-        self._trainer = trainer
+                 root_dir: str, optimizers: Callable[[], list]):
+        self._trainer, self._optimizers = trainer, optimizers
         self.loggers, self.callbacks, self.datamodule = loggers, callbacks, datamodule
-        self.default_root_dir, self.optimizers = root_dir, optimizers
+        self.default_root_dir = root_dir
         self.callback_metrics: dict[str, torch.Tensor] = {}
+
+    @property
+    def optimizers(self) -> list:
+        """The member's slice of the optimizer, built on demand (most hooks never read it)."""
+        return self._optimizers()
 
     @property
     def logger(self) -> Any:

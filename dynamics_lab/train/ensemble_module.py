@@ -46,7 +46,7 @@ class EnsembleModule(FusedSteps):
         self.size = len(models)
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.member_optims = optims
-        self.optim_config, self.member_decay, self.member_lr = member_hyperparameters(optims)
+        self.optim_config, self.member_decay, self.per_member_lr = member_hyperparameters(optims)
         self.member_loggers = member_loggers
         self.log_every, self.shared_batch = log_every, shared_batch
         self.diverged = [False] * self.size
@@ -98,9 +98,10 @@ class EnsembleModule(FusedSteps):
         # (p *= 1 - lr * wd, before the update), added to the gradient otherwise. Per-member
         # step sizes (SGD family, whose update is linear in the gradient): the optimizer steps
         # with lr 1 on gradients scaled by each member's lr.
-        if self.member_decay is None and self.member_lr is None:
+        if self.member_decay is None and not self.per_member_lr:
             return
         step = self.global_step
+        lrs = torch.tensor([o.lr_at(step) for o in self.member_optims], dtype=torch.float64)
         with torch.no_grad():
             for p in self.stacked:
                 shape = (-1, *([1] * (p.dim() - 1)))
@@ -111,9 +112,7 @@ class EnsembleModule(FusedSteps):
                         p.mul_((1 - lr * decay).to(p.dtype))
                     elif p.grad is not None:
                         p.grad.add_(p * decay.to(p.dtype))
-                if self.member_lr is not None and p.grad is not None:
-                    lrs = torch.tensor([o.lr_at(step) for o in self.member_optims],
-                                       dtype=torch.float64)
+                if self.per_member_lr and p.grad is not None:
                     p.grad.mul_(lrs.to(p.device, p.dtype).view(shape))
 
     def on_validation_epoch_start(self) -> None:
@@ -168,7 +167,7 @@ class EnsembleModule(FusedSteps):
 
 
 def member_hyperparameters(optims: list[OptimConfig]) -> tuple[OptimConfig, torch.Tensor | None,
-                                                               bool | None]:
+                                                               bool]:
     """The stacked optimizer's config, and what is applied per member by hand: a weight decay
     tensor where members differ in it (or in step size), and whether step sizes differ."""
     first = optims[0]
@@ -182,4 +181,4 @@ def member_hyperparameters(optims: list[OptimConfig]) -> tuple[OptimConfig, torc
         update.update(lr=1.0, warmup_steps=0, decay_steps=[])
     decay = None if same_decay else torch.tensor([o.weight_decay for o in optims],
                                                  dtype=torch.float64)
-    return first.model_copy(update=update), decay, None if same_lr else True
+    return first.model_copy(update=update), decay, not same_lr

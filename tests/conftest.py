@@ -178,3 +178,17 @@ class EachStep(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._once(trainer)
+
+
+def sets(overrides):
+    """`--set KEY=VALUE` arguments for the CLI, one pair per override."""
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def one_line_error(result, *words):
+    """Exit status 2 and a single `error:` line holding every word (no traceback)."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for word in words:
+        assert word in lines[0], lines[0]

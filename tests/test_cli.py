@@ -6,6 +6,7 @@ import os
 import pandas as pd
 import pytest
 import torch
+from conftest import sets
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
@@ -17,9 +18,6 @@ runner = CliRunner()
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def only_run_dir(root):

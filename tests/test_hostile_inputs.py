@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import one_line_error, sets
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
@@ -28,17 +29,6 @@ def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def sets(overrides):
-    return [a for o in overrides for a in ("--set", o)]
-
-
-def one_line_error(result, *words):
-    """Exit status 2 and a single `error:` line holding every word (no traceback)."""
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import sets
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
@@ -132,9 +133,6 @@ def cli(*args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "WANDB_MODE": "disabled"}, **kwargs)
 
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def test_ctrl_c_on_dynlab_run_marks_it_killed_and_says_how_to_resume(tmp_path, tiny_overrides):

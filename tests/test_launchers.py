@@ -6,6 +6,7 @@ import time
 
 import pandas as pd
 import yaml
+from conftest import sets
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
@@ -21,9 +22,6 @@ GRID = "sweep.grid={optim.weight_decay: [0.0, 1.0], task.train_fraction: [0.5]}"
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def statuses(sweep_dir):

@@ -17,6 +17,7 @@ import lightning as L
 import pandas as pd
 import pytest
 import torch
+from conftest import one_line_error
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
@@ -49,13 +50,6 @@ def prepared(root, *overrides):
 def snapshot(path):
     return {p: p.read_bytes() for p in Path(path).rglob("*") if p.is_file()}
 
-
-def one_line_error(result, *words):
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def steps(run):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import sets
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
@@ -24,9 +25,6 @@ from dynamics_lab.train.runner import execute
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def files(root):

@@ -9,6 +9,7 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import sets
 from typer.testing import CliRunner
 
 from dynamics_lab.cli import app
@@ -43,9 +44,6 @@ QUEUED = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZI
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def squeue(job_ids) -> dict[str, str]:

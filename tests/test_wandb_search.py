@@ -6,6 +6,7 @@ import json
 
 import pytest
 import yaml
+from conftest import sets
 from typer.testing import CliRunner
 
 from dynamics_lab import load_sweep
@@ -27,9 +28,6 @@ BAYES = [GRID, LR_RANGE, "sweep.wandb.method=bayes"]
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def sets(overrides):
-    return [x for o in overrides for x in ("--set", o)]
 
 
 def prepare(runs_root, overrides):

@@ -1,17 +1,24 @@
 """Sweeps with their measurements: single runs against vectorized ensembles, side by side.
 
 - eos: the edge-of-stability quick sweep (4 step sizes x 4 seeds, sharpness measured on the
-  shipped schedule) as 16 single runs on 2 workers (one torch thread each) against one
-  `--ensemble auto` process at 2 threads; the members' Lanczos runs meet in lockstep rounds.
+  shipped schedule) three ways: 16 single runs on 2 workers (one torch thread each);
+  `--ensemble auto` on the same 2 workers (the groups cut so that both finish together,
+  sweep/jobs.py); and one process per group at 2 threads. The members' Lanczos runs meet in
+  lockstep rounds.
 - grokking: the grokking quick sweep (weight decay x train fraction x seeds) the same way; the
-  train fraction changes the data, so auto packs one process per fraction.
+  train fraction changes the data, so auto groups by fraction.
+- bare: the grokking MLP's full-batch AdamW step in plain PyTorch, one model against a vmapped
+  stack of K (K = 9, one grokking group), per member, at one thread: what vectorizing alone
+  buys on this device, with no framework, start-up or measurement around it. On a CPU that
+  is busy with one model per core, it is about 1x: the sweeps above can gain only the start-up
+  and per-step overhead of the processes they save.
 - scaling: the quick grokking MLP as one ensemble of K members, K = 1, 16, 64, 256: wall time
   per member (on a GPU: how many runs one device carries).
 
 Each line says what ran; the verdicts of members and single runs are compared (at large step
 sizes EoS is chaotic: rounding, vmapped or not, moves the trajectory, not the verdict).
 
-    python benchmarks/ensemble.py [eos] [grokking] [scaling] [--steps N] [--device cpu|cuda]
+    python benchmarks/ensemble.py [eos] [grokking] [scaling] [bare] [--steps N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -50,17 +57,63 @@ def verdicts(dirs: list[Path]) -> list[str]:
 def compare(label: str, config, root: Path) -> None:
     n = len(expand(config))
     single, a, _ = timed(config, root, f"{label}-single", 2, 1, 1)
-    print(f"  {n} single runs, 2 workers x 1 thread:     {single:7.1f} s", flush=True)
-    packed, b, jobs = timed(config, root, f"{label}-ensemble", 1, "auto", 2)
-    print(f"  --ensemble auto ({jobs} process(es), 2 threads): {packed:7.1f} s", flush=True)
-    same = sum(x == y for x, y in zip(verdicts(a), verdicts(b)))
-    print(f"  {label}: ensemble speed-up {single / packed:.2f}x; verdicts equal in {same}/{n}")
+    print(f"  {n} single runs, 2 workers x 1 thread:             {single:7.1f} s", flush=True)
+    for workers, threads in [(2, 1), (1, 2)]:
+        packed, b, jobs = timed(config, root, f"{label}-ensemble-{workers}", workers, "auto",
+                                threads)
+        same = sum(x == y for x, y in zip(verdicts(a), verdicts(b)))
+        print(f"  --ensemble auto, {jobs} process(es), {workers} worker(s) x {threads} "
+              f"thread(s): {packed:7.1f} s  speed-up {single / packed:.2f}x, verdicts equal "
+              f"in {same}/{n}", flush=True)
+
+
+def bare(members: int, steps: int = 40) -> None:
+    """Seconds per step per member: one grokking MLP against a vmapped stack (module doc)."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from dynamics_lab.registry import MODELS, TASKS
+
+    torch.set_num_threads(1)
+    config = load_experiment("grokking", "quick")
+    task = TASKS.build(config.task, seed=config.seed)
+    x, y = task.build()["train"]
+    models = [MODELS.build(config.model, task.spec) for _ in range(members)]
+
+    def timed_steps(params, loss_of) -> float:
+        opt = torch.optim.AdamW(params, lr=3e-3, betas=(0.9, 0.98), weight_decay=1.0)
+        for i in range(steps + 5):
+            if i == 5:
+                start = time.perf_counter()
+            opt.zero_grad()
+            loss_of().backward()
+            opt.step()
+        return (time.perf_counter() - start) / steps
+
+    one = models[0]
+    single = timed_steps(list(one.parameters()), lambda: F.cross_entropy(one(x), y))
+    stacked, _ = stack_module_state(models)
+    names = list(stacked)
+    leaves = [torch.nn.Parameter(t.detach()) for t in stacked.values()]
+    skeleton = copy.deepcopy(one).to("meta")
+
+    def ensemble_loss():
+        out = vmap(lambda p: functional_call(skeleton, p, (x,)))(dict(zip(names, leaves)))
+        return vmap(F.cross_entropy, in_dims=(0, None))(out, y).sum()
+
+    per_member = timed_steps(leaves, ensemble_loss) / members
+    print(f"  grokking MLP step ({len(x)} examples, full batch), 1 thread: one model "
+          f"{single * 1e3:.2f} ms; vmapped K={members}: {per_member * 1e3:.2f} ms per member "
+          f"({single / per_member:.2f}x)", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", nargs="*", default=["eos", "grokking"],
-                        choices=["eos", "grokking", "scaling"])
+                        choices=["eos", "grokking", "scaling", "bare"])
     parser.add_argument("--steps", type=int, default=None, help="override trainer.max_steps")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--members", default="1,16,64,256", help="K values for `scaling`")
@@ -81,6 +134,8 @@ def main() -> None:
             config = load_experiment("grokking", "quick", common)
             print(f"grokking quick sweep, {config.trainer.max_steps} steps:", flush=True)
             compare("grokking", config, root)
+        if "bare" in args.which:
+            bare(9)
         if "scaling" in args.which:
             base = None
             for k in [int(v) for v in args.members.split(",")]:

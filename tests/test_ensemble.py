@@ -116,6 +116,50 @@ def test_auto_packs_what_keeps_shapes_and_splits_what_changes_them(tmp_path, mon
     assert sorted(map(len, group_jobs(dirs, "auto"))) == expected
 
 
+def test_auto_balances_its_processes_over_the_workers(tmp_path):
+    # The grokking quick sweep's shape: three train fractions (three groups) x 9 members.
+    config = load_experiment("grokking", "quick")
+    dirs = prepare_sweep(config, expand(config), tmp_path / "s")
+    assert sorted(map(len, group_jobs(dirs, "auto"))) == [9, 9, 9]  # one worker: one per group
+    jobs = group_jobs(dirs, "auto", workers=2)
+    # Three groups on two workers would run 18 members on the busiest one; chunks of 4 and 5
+    # let both finish after 14 (27 / 2 rounded up), with the fewest processes that do.
+    assert sorted(map(len, jobs)) == [4, 4, 4, 5, 5, 5]
+    assert sorted(p for job in jobs for p in job) == sorted(dirs)
+    for job in jobs:
+        assert len({RunDir(p).config()["task"]["train_fraction"] for p in job}) == 1
+    assert sorted(map(len, group_jobs(dirs, 3, workers=2))) == [3] * 9  # a fixed size is kept
+
+
+def test_cli_auto_with_two_workers_launches_balanced_ensembles(runs_root, tiny_overrides):
+    sets = [x for o in tiny_overrides for x in ("--set", o)]
+    result = CliRunner().invoke(app, ["run", "grokking", "--sweep", "--ensemble", "auto",
+                                      "--workers", "2", *sets, "--set", "sweep.grid={}",
+                                      "--set", "sweep.seeds=[0, 1, 2, 3, 4]"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(next(runs_root.rglob("sweep.json")).read_text())
+    launch = manifest["launches"][0]
+    assert launch["workers"] == 2
+    assert sorted(len(job["runs"]) for job in launch["jobs"]) == [2, 3]
+    statuses = [json.loads(p.read_text())["status"] for p in runs_root.rglob("meta.json")]
+    assert statuses == ["completed"] * 5
+
+
+def test_balancing_never_exceeds_a_groups_cap():
+    from dynamics_lab.sweep.jobs import balance
+
+    groups = [[f"a{i}" for i in range(16)], [f"b{i}" for i in range(3)]]
+    chunks = balance(groups, caps=[5, 1024], workers=2)
+    assert all(len(c) <= 5 for c in chunks if c[0].startswith("a"))
+    assert sorted(x for c in chunks for x in c) == sorted(groups[0] + groups[1])
+    assert all(len({x[0] for x in c}) == 1 for c in chunks)  # groups never mix
+    loads = [0, 0]
+    for c in sorted(chunks, key=len, reverse=True):
+        loads[loads.index(min(loads))] += len(c)
+    assert max(loads) == 10  # 19 members on two workers: 10 on the busier
+    assert balance([groups[0]], caps=[1024], workers=2) == [groups[0][:8], groups[0][8:]]
+
+
 def test_adam_runs_with_different_step_sizes_do_not_share_an_ensemble(tmp_path, tiny_overrides):
     config = load_experiment("grokking", "quick", tiny_overrides + [
         "sweep.grid={optim.lr: [0.001, 0.003]}", "sweep.seeds=[0, 1]"])

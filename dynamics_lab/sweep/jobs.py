@@ -7,6 +7,14 @@ packs each group into as few processes as memory allows: half the machine's memo
 GPU's) over what one member adds (`footprint.member_bytes`), at most AUTO_MAX. Members of a
 killed ensemble that come back together form their old ensemble again, so it resumes from its
 checkpoint; a run with its own checkpoint goes alone.
+
+With several workers, "auto" also balances: one process per group would leave workers idle
+(three groups on two workers run as two rounds) and, on a CPU, one process cannot use the cores
+that separate processes use (a vmapped member costs about what a single run costs per core:
+`benchmarks/ensemble.py`). So the groups are cut into chunks that let the workers finish
+together: the chunk size with the least work on the busiest worker (in members, greedy longest
+first), and of those the fewest processes. One worker (or Slurm, whose tasks all run at once)
+keeps one process per group.
 """
 
 from __future__ import annotations
@@ -44,8 +52,9 @@ def auto_size(config: dict) -> int:
     return max(1, min(AUTO_MAX, int(machine_memory(built.trainer.device) / 2 // per_member)))
 
 
-def group_jobs(run_dirs: list[Path], size: int | str) -> list[list[Path]]:
-    """Jobs of up to `size` compatible runs ("auto": as many as fit), in sweep order."""
+def group_jobs(run_dirs: list[Path], size: int | str, workers: int = 1) -> list[list[Path]]:
+    """Jobs of up to `size` compatible runs ("auto": as many as fit, balanced over `workers`),
+    in sweep order."""
     if size == 1:
         return [[d] for d in run_dirs]
     runs = {path: RunDir(path) for path in run_dirs}
@@ -72,5 +81,30 @@ def group_jobs(run_dirs: list[Path], size: int | str) -> list[list[Path]]:
         if len(group) == caps[key]:
             jobs.append(list(group))
             group.clear()
-    jobs += [g for g in groups.values() if g]
-    return jobs
+    rest = [g for g in groups.values() if g]
+    if size == AUTO and workers > 1:
+        rest = balance(rest, [caps[k] for k, g in groups.items() if g], workers)
+    return jobs + rest
+
+
+def balance(groups: list[list[Path]], caps: list[int], workers: int) -> list[list[Path]]:
+    """`groups` cut into chunks (each within its group's cap, sizes within one of each other)
+    so that `workers` finish together (module docstring): the smallest busiest-worker load in
+    members, then the fewest chunks."""
+    def cut(limit: int) -> list[list[Path]]:
+        chunks = []
+        for group, cap in zip(groups, caps):
+            n = -(-len(group) // min(limit, cap))
+            bounds = [len(group) * i // n for i in range(n + 1)]
+            chunks += [group[a:b] for a, b in zip(bounds, bounds[1:])]
+        return chunks
+
+    def busiest(chunks: list[list[Path]]) -> int:
+        loads = [0] * workers
+        for chunk in sorted(chunks, key=len, reverse=True):  # greedy, longest first (LPT)
+            loads[loads.index(min(loads))] += len(chunk)
+        return max(loads)
+
+    largest = max(map(len, groups))
+    options = [cut(limit) for limit in range(1, largest + 1)]
+    return min(options, key=lambda chunks: (busiest(chunks), len(chunks)))

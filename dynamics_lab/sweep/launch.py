@@ -162,7 +162,12 @@ def launch(plan: Plan, echo=print) -> dict[Path, Status] | None:
     if len(todo) < len(plan.run_dirs):
         echo(f"{len(plan.run_dirs) - len(todo)} run(s) finished or still running; "
              f"launching {len(todo)}")
-    jobs = group_jobs(todo, request.ensemble)
+    workers = 1  # Slurm runs every task at once: only local workers are balanced over
+    if request.launcher == "local":
+        from dynamics_lab.sweep.local import default_workers, visible_gpus
+
+        workers = request.workers or default_workers(visible_gpus())
+    jobs = group_jobs(todo, request.ensemble, workers)
     from dynamics_lab.tracking.wandb import sweep_sync_hint
 
     try:
@@ -172,7 +177,7 @@ def launch(plan: Plan, echo=print) -> dict[Path, Status] | None:
             return launch_array(config, plan.sweep_dir, jobs, request.wait, echo)
         from dynamics_lab.sweep.local import launch_with_progress
 
-        return launch_with_progress(plan.sweep_dir, jobs, request.workers)
+        return launch_with_progress(plan.sweep_dir, jobs, workers)
     finally:  # once for the sweep (each run's own hint is in its log), once its runs ran
         hint = sweep_sync_hint(plan.sweep_dir)
         if hint:

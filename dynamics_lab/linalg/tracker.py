@@ -26,7 +26,12 @@ does not (measured on the edge-of-stability runs every 25 steps, `benchmarks/sha
 the carried block never certified alone (first residuals ~15% of lambda; at the edge tens of
 eigenvalues sit within 10% of the top and the top eigenvector turns between measurements), and
 with its fallbacks it took 26.2 products a measurement against 22.6 for warm Lanczos. After a
-fallback HessianSpectrum runs warm Lanczos directly (`retry_after`) to bound that loss.
+fallback HessianSpectrum runs warm Lanczos directly (`retry_after`) to bound that loss. No
+solver that starts from the previous measurement does much better there
+(`benchmarks/sharpness_floor.py`): handed the previous Hessian's exact top 4 eigenvectors,
+Rayleigh-Ritz on 4 products lands within 1e-3 of the new top eigenvalue in 39% of the
+measurements and certifies none, and Lanczos from the previous exact top eigenvector needs 16.9
+products a measurement to reach tol 1e-3.
 
 The scout is one more vector carried outside the block: the residual of the lower Ritz pair
 that reaches highest (a Krylov direction, already computed), with fresh randomness mixed in

@@ -83,6 +83,8 @@ def test_each_phenomenon_carries_its_key_metric_panels_and_figures(name):
         "maximize", "minimize")
     assert detector.key_metric.name == f"verdict/{detector.key_metric.field}"
     assert set(detector.interval_fields) <= verdict_fields
+    assert set(detector.field_ranges) <= verdict_fields
+    assert all(low < high for low, high in detector.field_ranges.values())
     assert detector.panels and all(isinstance(p, Panel) for p in detector.panels)
     json.dumps([p.to_dict() for p in detector.panels])  # plain data
     assert type(detector).figures is not Detector.figures
@@ -164,6 +166,23 @@ def test_verdicts_across_seeds_count_outcomes_and_give_t_intervals():
     text = format_cells(cells, ["optim.lr"], ("fraction_within",))
     assert f"lr=0.1: 3/3 seeds detected; fraction_within 0.95 [{0.95 - half:.3g}," in text
     assert "lr=0.2: 1/3 seeds detected (1 undetermined)" in text
+
+
+def test_an_interval_across_seeds_stays_within_the_fields_range():
+    # Three seeds' fractions 0.9, 0.95, 1.0: the t-interval's upper end is 1.07, a fraction no
+    # run can have; cut to the detector's range it ends at 1. Step times cannot go below 0.
+    rows = [{"optim.lr": 0.1, "seed": seed, "status": "completed", "verdict/outcome": "detected",
+             "verdict/fraction_within": value, "verdict/step_times": [steps]}
+            for seed, (value, steps) in enumerate([(0.9, 5), (0.95, 5), (1.0, 400)])]
+    table = pd.DataFrame(rows)
+    fields = ("fraction_within", "step_times")
+    raw = seed_cells(table, ["optim.lr"], fields).iloc[0]
+    assert raw["fraction_within_ci_high"] > 1 and raw["step_times[0]_ci_low"] < 0
+    ranges = build("edge_of_stability").field_ranges | build("stepwise").field_ranges
+    cut = seed_cells(table, ["optim.lr"], fields, ranges).iloc[0]
+    assert cut["fraction_within_ci_high"] == 1.0 and cut["step_times[0]_ci_low"] == 0.0
+    assert cut["fraction_within_ci_low"] == raw["fraction_within_ci_low"]
+    assert cut["step_times[0]_ci_high"] == raw["step_times[0]_ci_high"]
 
 
 def test_every_experiment_is_named_for_the_phenomenon_it_judges():

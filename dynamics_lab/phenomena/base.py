@@ -69,6 +69,8 @@ def _plain(value: Any) -> Any:
 
 
 Required = str | tuple[str, ...]  # a column, or alternatives of which one must be logged
+FRACTION = (0.0, 1.0)  # Detector.field_ranges: a share of something
+NONNEGATIVE = (0.0, math.inf)  # ... a count, a step, a ratio of positive quantities
 
 
 class Detector:
@@ -84,6 +86,9 @@ class Detector:
     verdict_type: ClassVar[type[Verdict]] = Verdict
     key_metric: ClassVar[KeyMetric] = KeyMetric("detected")
     panels: ClassVar[tuple[Panel, ...]] = ()
+    # The values a bounded verdict field can take (a fraction in [0, 1], a count or a ratio >= 0):
+    # its interval across seeds is cut to them, where a t-interval on three seeds would not be.
+    field_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(self, config: NamedSection | None = None):
         self.config = config if config is not None else self.Config()

@@ -111,7 +111,7 @@ def _write_files(sweep_dir: Path, manifest: dict, config: dict, table: pd.DataFr
         raise ReportError(f"cannot report this sweep: {exc}") from None
     axes = list(manifest.get("grid", {}))
     fields = detector.interval_fields
-    cells = seed_cells(table, axes, fields)
+    cells = seed_cells(table, axes, fields, detector.field_ranges)
     written.append(out / "cells.csv")
     cells.to_csv(written[-1], index=False)
     echo(format_cells(cells, axes, fields))

@@ -4,6 +4,8 @@ fraction within the band...), computed from the run table."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -15,8 +17,11 @@ CONFIDENCE = 0.95
 _FINISHED = [s.value for s in FINISHED]
 
 
-def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
-    """Mean and Student-t interval of the finite values (NaN bounds with fewer than two)."""
+def interval(values, confidence: float = CONFIDENCE,
+             support: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
+    """Mean and Student-t interval of the finite values (NaN bounds with fewer than two), cut to
+    `support`, the values the quantity can take: three fractions 1, 1, 0.9 give [0.82, 1], not
+    [0.82, 1.08]."""
     x = np.asarray([float(v) for v in values if _finite(v)], float)
     if not len(x):
         return float("nan"), float("nan"), float("nan")
@@ -26,7 +31,7 @@ def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, floa
     from scipy import stats  # on first use: `dynlab dashboard` and notebooks need none of it
 
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return mean, mean - half, mean + half
+    return mean, max(mean - half, support[0]), min(mean + half, support[1])
 
 
 def _finite(value) -> bool:
@@ -46,10 +51,13 @@ def _columns(values: pd.Series, field: str) -> dict[str, pd.Series]:
                                         and i < len(v) else None) for i in range(width)}
 
 
-def seed_cells(table: pd.DataFrame, axes: list[str], fields: tuple[str, ...]) -> pd.DataFrame:
+def seed_cells(table: pd.DataFrame, axes: list[str], fields: tuple[str, ...],
+               ranges: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """Per grid point (the swept keys, seeds pooled): runs, finished runs, outcome counts,
     `seeds` as "k/n detected", and <field>_mean / _ci_low / _ci_high of each key verdict field
-    (`verdict/<field>` in the run table) over the seeds."""
+    (`verdict/<field>` in the run table) over the seeds, each interval cut to the field's range
+    (`Detector.field_ranges`) where it has one."""
+    ranges = ranges or {}
     keys = [a for a in axes if a in table and a != "seed"]
     groups = table.groupby(keys, dropna=False, sort=True) if keys else [((), table)]
     rows = []
@@ -68,7 +76,8 @@ def seed_cells(table: pd.DataFrame, axes: list[str], fields: tuple[str, ...]) ->
             if verdict_key(field) not in done:
                 continue
             for name, values in _columns(done[verdict_key(field)], field).items():
-                mean, low, high = interval(values)
+                mean, low, high = interval(values, support=ranges.get(field, (-math.inf,
+                                                                               math.inf)))
                 row.update({f"{name}_mean": mean, f"{name}_ci_low": low,
                             f"{name}_ci_high": high})
         rows.append(row)

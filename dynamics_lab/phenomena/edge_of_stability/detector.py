@@ -41,7 +41,14 @@ import numpy as np
 import pandas as pd
 
 from dynamics_lab.metric_names import Hessian
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.base import (
+    FRACTION,
+    NONNEGATIVE,
+    Detector,
+    Outcome,
+    Verdict,
+    format_step,
+)
 from dynamics_lab.phenomena.curves import diverged_at, first, first_column, series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.phenomena.edge_of_stability.picture import picture_of
@@ -93,6 +100,8 @@ class EdgeOfStability(Detector):
     # The hover level, the overshoot and the sharpening samples: what CLAIMS.md states per eta.
     interval_fields = ("fraction_within", "median_ratio", "max_sharpness_ratio",
                        "n_before_crossing")
+    field_ranges = {"fraction_within": FRACTION, "median_ratio": NONNEGATIVE,
+                    "max_sharpness_ratio": NONNEGATIVE, "n_before_crossing": NONNEGATIVE}
     panels = (
         Panel("sharpness and its stability threshold (2/eta)",
               y=(*SHARPNESS, THRESHOLD), group_by=(SWEPT,)),

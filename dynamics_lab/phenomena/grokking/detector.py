@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.base import NONNEGATIVE, Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import (
     diverged_at,
     first,
@@ -84,6 +84,7 @@ class Grokking(Detector):
     Config = GrokkingConfig
     verdict_type = GrokkingVerdict
     key_metric = KeyMetric("delay_ratio", "maximize")
+    field_ranges = {"delay_ratio": NONNEGATIVE}
     panels = (
         Panel("train and validation accuracy", y=(TRAIN, VAL), group_by=(SWEPT,)),
         Panel("train and validation loss", y=("train/loss", "val/loss"), log_y=True),

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.metric_names import HessianRank
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict
+from dynamics_lab.phenomena.base import FRACTION, NONNEGATIVE, Detector, Outcome, Verdict
 from dynamics_lab.phenomena.curves import series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel, swept_key, verdict_key
 from dynamics_lab.phenomena.hessian_rank.theory import network_from_config
@@ -65,6 +65,8 @@ class RankDeficiency(Detector):
     Config = RankDeficiencyConfig
     verdict_type = HessianRankVerdict
     key_metric = KeyMetric("max_abs_error", "minimize")
+    field_ranges = {"measured_rank": NONNEGATIVE, "predicted_rank": NONNEGATIVE,
+                    "rank_fraction": FRACTION, "max_abs_error": NONNEGATIVE}
     panels = (
         Panel("Hessian rank / parameters", y=(HessianRank.RANK_FRACTION,), group_by=(SWEPT,)),
         Panel("measured vs predicted Hessian rank", y=(verdict_key("measured_rank"),),

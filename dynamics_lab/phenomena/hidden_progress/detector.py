@@ -33,7 +33,7 @@ import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.metric_names import Features
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.base import NONNEGATIVE, Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import first, flat_stretches, rolling_median, series, value_at
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.registry import PHENOMENA
@@ -79,6 +79,7 @@ class HiddenProgress(Detector):
     Config = HiddenProgressConfig
     verdict_type = HiddenProgressVerdict
     key_metric = KeyMetric("mass_growth", "maximize")
+    field_ranges = {"drop_step": NONNEGATIVE, "mass_growth": NONNEGATIVE}
     panels = (
         Panel("population loss: plateau, then a sudden drop", y=("val/loss",), group_by=(SWEPT,)),
         Panel("hidden progress: weight mass on the relevant coordinates",

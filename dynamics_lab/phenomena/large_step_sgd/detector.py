@@ -25,7 +25,14 @@ import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.metric_names import Sparsity
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.base import (
+    FRACTION,
+    NONNEGATIVE,
+    Detector,
+    Outcome,
+    Verdict,
+    format_step,
+)
 from dynamics_lab.phenomena.curves import series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.registry import PHENOMENA
@@ -78,6 +85,8 @@ class LargeStepSGD(Detector):
     Config = LargeStepSGDConfig
     verdict_type = LargeStepSGDVerdict
     key_metric = KeyMetric("sparsification", "maximize")
+    field_ranges = {"decay_drop": NONNEGATIVE, "active_before_decay": FRACTION,
+                    "dead_before_decay": FRACTION, "final_val_loss": NONNEGATIVE}
     panels = (
         Panel("train and test loss (the decay releases the stabilized loss)", y=(TRAIN, VAL),
               log_y=True),

@@ -40,7 +40,7 @@ import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.metric_names import NTK, Kernel
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.base import NONNEGATIVE, Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import first, flat_stretches, series, value_at
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel, verdict_key
 from dynamics_lab.registry import PHENOMENA
@@ -100,6 +100,8 @@ class LazyRich(Detector):
     Config = LazyRichConfig
     verdict_type = LazyRichVerdict
     key_metric = KeyMetric("delay_ratio", "maximize")
+    field_ranges = {"delay_ratio": NONNEGATIVE, "test_loss_ratio": NONNEGATIVE,
+                    "kernel_distance": NONNEGATIVE}
     panels = (
         Panel("train and test loss", y=(TRAIN, VAL, LAZY), group_by=(SWEPT,), log_y=True),
         Panel("kernel: NTK-label alignment and distance from init", y=(ALIGNMENT, DISTANCE)),

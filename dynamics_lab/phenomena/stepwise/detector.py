@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.metric_names import Modes
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.base import NONNEGATIVE, Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import rolling_median, series
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.phenomena.stepwise.plateaus import loss_steps
@@ -103,6 +103,7 @@ class Stepwise(Detector):
     Config = StepwiseConfig
     verdict_type = StepwiseVerdict
     key_metric = KeyMetric("spectral_steps", "maximize")
+    field_ranges = {"step_times": NONNEGATIVE, "spectral_steps": NONNEGATIVE}
     panels = (
         Panel("mode strengths u_i^T W v_i", y=(STRENGTH + "*",), group_by=(SWEPT,)),
         Panel("singular values of the network map", y=(SV + "*",)),

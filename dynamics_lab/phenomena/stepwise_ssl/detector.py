@@ -17,7 +17,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dynamics_lab.metric_names import Embedding
-from dynamics_lab.phenomena.base import Verdict
+from dynamics_lab.phenomena.base import NONNEGATIVE, Verdict
 from dynamics_lab.phenomena.dashboard import SWEPT, Panel
 from dynamics_lab.phenomena.stepwise.detector import (
     LOSSES,
@@ -44,6 +44,7 @@ class StepwiseSSL(Stepwise):
     """Detected when >= 2 eigenmodes of the embedding are learned in separate, sigmoidal rises."""
 
     Config = StepwiseSSLConfig
+    field_ranges = {**Stepwise.field_ranges, "theory_ratio": NONNEGATIVE}
     panels = (
         Panel("mode strengths gamma_j |W v_j|^2", y=(STRENGTH + "*",), group_by=(SWEPT,)),
         Panel("eigenvalues of the embedding cross-correlation", y=(EIG + "*",)),

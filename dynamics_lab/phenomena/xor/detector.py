@@ -35,7 +35,7 @@ import pandas as pd
 from pydantic import Field
 
 from dynamics_lab.metric_names import Signal
-from dynamics_lab.phenomena.base import Detector, Outcome, Verdict, format_step
+from dynamics_lab.phenomena.base import NONNEGATIVE, Detector, Outcome, Verdict, format_step
 from dynamics_lab.phenomena.curves import rolling_median, series, sustained
 from dynamics_lab.phenomena.dashboard import SWEPT, KeyMetric, Panel
 from dynamics_lab.registry import PHENOMENA
@@ -85,6 +85,8 @@ class Xor(Detector):
     Config = XorConfig
     verdict_type = XorVerdict
     key_metric = KeyMetric("search_length", "minimize")
+    field_ranges = {"samples_to_target": NONNEGATIVE, "search_length": NONNEGATIVE,
+                    "tuning_length": NONNEGATIVE}
     panels = (
         Panel("population loss: at log 2 while searching, then tuned", y=("val/loss",),
               group_by=(SWEPT,), log_x=True),

@@ -1,10 +1,9 @@
 """Sweeps with their measurements: single runs against vectorized ensembles, side by side.
 
 - eos: the edge-of-stability quick sweep (4 step sizes x 4 seeds, sharpness measured on the
-  shipped schedule) three ways: 16 single runs on 2 workers (one torch thread each);
+  shipped schedule) two ways: 16 single runs on 2 workers (one torch thread each), and
   `--ensemble auto` on the same 2 workers (the groups cut so that both finish together,
-  sweep/jobs.py); and one process per group at 2 threads. The members' Lanczos runs meet in
-  lockstep rounds.
+  sweep/jobs.py). The members' Lanczos runs meet in lockstep rounds.
 - grokking: the grokking quick sweep (weight decay x train fraction x seeds) the same way; the
   train fraction changes the data, so auto groups by fraction.
 - bare: the grokking MLP's full-batch AdamW step in plain PyTorch, one model against a vmapped
@@ -37,9 +36,9 @@ from dynamics_lab.sweep.local import launch_local
 from dynamics_lab.tracking.rundir import Status
 
 
-def timed(config, root: Path, name: str, workers: int, ensemble, threads: int):
+def timed(config, root: Path, name: str, workers: int, ensemble):
+    # Every worker slot runs one torch thread (sweep/local.py: slot_env), as `dynlab run` does.
     dirs = prepare_sweep(config, expand(config), root / name)
-    os.environ["DYNLAB_THREADS"] = str(threads)
     jobs = group_jobs(dirs, ensemble, workers)
     start = time.perf_counter()
     statuses = launch_local(jobs, workers, gpus=[])
@@ -56,15 +55,12 @@ def verdicts(dirs: list[Path]) -> list[str]:
 
 def compare(label: str, config, root: Path) -> None:
     n = len(expand(config))
-    single, a, _ = timed(config, root, f"{label}-single", 2, 1, 1)
-    print(f"  {n} single runs, 2 workers x 1 thread:             {single:7.1f} s", flush=True)
-    for workers, threads in [(2, 1), (1, 2)]:
-        packed, b, jobs = timed(config, root, f"{label}-ensemble-{workers}", workers, "auto",
-                                threads)
-        same = sum(x == y for x, y in zip(verdicts(a), verdicts(b)))
-        print(f"  --ensemble auto, {jobs} process(es), {workers} worker(s) x {threads} "
-              f"thread(s): {packed:7.1f} s  speed-up {single / packed:.2f}x, verdicts equal "
-              f"in {same}/{n}", flush=True)
+    single, a, _ = timed(config, root, f"{label}-single", 2, 1)
+    print(f"  {n} single runs, 2 workers x 1 thread:   {single:7.1f} s", flush=True)
+    packed, b, jobs = timed(config, root, f"{label}-ensemble", 2, "auto")
+    same = sum(x == y for x, y in zip(verdicts(a), verdicts(b)))
+    print(f"  --ensemble auto, {jobs} process(es), 2 workers x 1 thread: {packed:7.1f} s  "
+          f"speed-up {single / packed:.2f}x, verdicts equal in {same}/{n}", flush=True)
 
 
 def bare(members: int, steps: int = 20, rounds: int = 5) -> None:
@@ -152,7 +148,7 @@ def main() -> None:
             for k in [int(v) for v in args.members.split(",")]:
                 config = load_experiment("grokking", "quick", common + [
                     "sweep.grid={}", f"sweep.seeds={list(range(k))}", "measure={}"])
-                wall, _, jobs = timed(config, root, f"k{k}", 1, k, 1)
+                wall, _, jobs = timed(config, root, f"k{k}", 1, k)
                 base = base or wall
                 print(f"  grokking MLP, {k:4d} members in {jobs} process: {wall:7.1f} s "
                       f"({wall / k:6.2f} s per member, {wall / base:5.2f}x one run)", flush=True)

@@ -20,8 +20,8 @@ _FINISHED = [s.value for s in FINISHED]
 def interval(values, confidence: float = CONFIDENCE,
              support: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
     """Mean and Student-t interval of the finite values (NaN bounds with fewer than two), cut to
-    `support`, the values the quantity can take: three fractions 1, 1, 0.9 give [0.82, 1], not
-    [0.82, 1.08]."""
+    `support`, the values the quantity can take: three fractions 0.9, 0.95, 1 give [0.83, 1],
+    not [0.83, 1.07]."""
     x = np.asarray([float(v) for v in values if _finite(v)], float)
     if not len(x):
         return float("nan"), float("nan"), float("nan")
@@ -31,7 +31,8 @@ def interval(values, confidence: float = CONFIDENCE,
     from scipy import stats  # on first use: `dynlab dashboard` and notebooks need none of it
 
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return mean, max(mean - half, support[0]), min(mean + half, support[1])
+    low, high = support
+    return mean, min(max(mean - half, low), high), max(min(mean + half, high), low)
 
 
 def _finite(value) -> bool:

@@ -9,12 +9,11 @@ killed ensemble that come back together form their old ensemble again, so it res
 checkpoint; a run with its own checkpoint goes alone.
 
 With several workers, "auto" also balances: one process per group would leave workers idle
-(three groups on two workers run as two rounds) and, on a CPU, one process cannot use the cores
-that separate processes use (a vmapped member costs about what a single run costs per core:
-`benchmarks/ensemble.py`). So the groups are cut into chunks that let the workers finish
-together: the chunk size with the least work on the busiest worker (in members, greedy longest
-first), and of those the fewest processes. One worker (or Slurm, whose tasks all run at once)
-keeps one process per group.
+(three groups on two workers run as two rounds), and on a CPU a vmapped member costs about
+what a single run costs per core (`benchmarks/ensemble.py bare`). So the groups are cut into
+chunks that let the workers finish together: the chunk size with the least work on the busiest
+worker (in members, greedy longest first), and of those the fewest processes. One worker (or
+Slurm, which schedules its array itself) keeps one process per group.
 """
 
 from __future__ import annotations
@@ -82,7 +81,7 @@ def group_jobs(run_dirs: list[Path], size: int | str, workers: int = 1) -> list[
             jobs.append(list(group))
             group.clear()
     rest = [g for g in groups.values() if g]
-    if size == AUTO and workers > 1:
+    if size == AUTO and workers > 1 and rest:
         rest = balance(rest, [caps[k] for k, g in groups.items() if g], workers)
     return jobs + rest
 
@@ -107,4 +106,5 @@ def balance(groups: list[list[Path]], caps: list[int], workers: int) -> list[lis
 
     largest = max(map(len, groups))
     options = [cut(limit) for limit in range(1, largest + 1)]
-    return min(options, key=lambda chunks: (busiest(chunks), len(chunks)))
+    best = min(options, key=lambda chunks: (busiest(chunks), len(chunks)))
+    return sorted(best, key=len, reverse=True)  # workers take jobs in order: longest first

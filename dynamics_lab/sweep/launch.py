@@ -162,7 +162,7 @@ def launch(plan: Plan, echo=print) -> dict[Path, Status] | None:
     if len(todo) < len(plan.run_dirs):
         echo(f"{len(plan.run_dirs) - len(todo)} run(s) finished or still running; "
              f"launching {len(todo)}")
-    workers = 1  # Slurm runs every task at once: only local workers are balanced over
+    workers = 1  # Slurm schedules its array itself: only local workers are balanced over
     if request.launcher == "local":
         from dynamics_lab.sweep.local import default_workers, visible_gpus
 

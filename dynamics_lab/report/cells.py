@@ -15,10 +15,11 @@ from dynamics_lab.tracking.rundir import FINISHED
 
 CONFIDENCE = 0.95
 _FINISHED = [s.value for s in FINISHED]
+UNBOUNDED = (-math.inf, math.inf)  # the support of a field with no declared range
 
 
 def interval(values, confidence: float = CONFIDENCE,
-             support: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
+             support: tuple[float, float] = UNBOUNDED) -> tuple[float, float, float]:
     """Mean and Student-t interval of the finite values (NaN bounds with fewer than two), cut to
     `support`, the values the quantity can take: three fractions 0.9, 0.95, 1 give [0.83, 1],
     not [0.83, 1.07]."""
@@ -77,8 +78,7 @@ def seed_cells(table: pd.DataFrame, axes: list[str], fields: tuple[str, ...],
             if verdict_key(field) not in done:
                 continue
             for name, values in _columns(done[verdict_key(field)], field).items():
-                mean, low, high = interval(values, support=ranges.get(field, (-math.inf,
-                                                                               math.inf)))
+                mean, low, high = interval(values, support=ranges.get(field, UNBOUNDED))
                 row.update({f"{name}_mean": mean, f"{name}_ci_low": low,
                             f"{name}_ci_high": high})
         rows.append(row)

@@ -53,7 +53,7 @@ def auto_size(config: dict) -> int:
 
 def group_jobs(run_dirs: list[Path], size: int | str, workers: int = 1) -> list[list[Path]]:
     """Jobs of up to `size` compatible runs ("auto": as many as fit, balanced over `workers`),
-    in sweep order."""
+    in sweep order, except balanced jobs, which come longest first (the order workers take)."""
     if size == 1:
         return [[d] for d in run_dirs]
     runs = {path: RunDir(path) for path in run_dirs}
